@@ -1,0 +1,81 @@
+package compat
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// payloadStep bounds how much payload buffer is committed ahead of the bytes
+// actually received, so a peer announcing 64 MiB and sending nothing costs
+// little memory.
+const payloadStep = 256 * 1024
+
+// ReadFrame reads one frame. buf is reused for the payload when large
+// enough; the returned payload aliases it. A clean close before any header
+// byte returns io.EOF. On a header that fails validation the raw header is
+// still returned, so the caller can answer a known request id.
+func ReadFrame(r io.Reader, buf []byte) (Header, []byte, error) {
+	var hb [HeaderSize]byte
+	if n, err := io.ReadFull(r, hb[:]); err != nil {
+		if n == 0 && errors.Is(err, io.EOF) {
+			return Header{}, nil, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return Header{}, nil, protoErr(KindTruncated, hb[:n], "Incomplete header: got %d bytes, expected %d", n, HeaderSize)
+		}
+		return Header{}, nil, fmt.Errorf("read frame header: %w", err)
+	}
+	h, err := ParseHeader(hb[:])
+	if err != nil {
+		_, _, raw := RawHeader(hb[:])
+		return raw, nil, err
+	}
+	payload, err := readPayload(r, int(h.Length), buf)
+	return h, payload, err
+}
+
+func readPayload(r io.Reader, n int, buf []byte) ([]byte, error) {
+	if n == 0 {
+		return buf[:0], nil
+	}
+	if cap(buf) >= n {
+		buf = buf[:n]
+		if got, err := io.ReadFull(r, buf); err != nil {
+			return nil, payloadErr(got, n, err)
+		}
+		return buf, nil
+	}
+	buf = buf[:0]
+	for len(buf) < n {
+		step := len(buf)
+		if step < payloadStep {
+			step = payloadStep
+		}
+		next := min(n, len(buf)+step)
+		if cap(buf) < next {
+			grown := make([]byte, len(buf), next)
+			copy(grown, buf)
+			buf = grown
+		}
+		got, err := io.ReadFull(r, buf[len(buf):next])
+		if err != nil {
+			return nil, payloadErr(len(buf)+got, n, err)
+		}
+		buf = buf[:next]
+	}
+	return buf, nil
+}
+
+func payloadErr(got, want int, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return protoErr(KindTruncated, nil, "Incomplete payload: got %d bytes, expected %d", got, want)
+	}
+	return fmt.Errorf("read frame payload: %w", err)
+}
+
+// AppendFrame appends a complete frame (header and payload) to dst.
+func AppendFrame(dst []byte, t MsgType, id uint64, payload []byte) []byte {
+	dst = AppendHeader(dst, Header{Type: t, Length: uint32(len(payload)), ID: id})
+	return append(dst, payload...)
+}

@@ -1,0 +1,90 @@
+package compat
+
+// RequestRoute is what the arbiter needs from a REQUEST payload to route it.
+type RequestRoute struct {
+	AppPath string
+	Action  string
+}
+
+// ScanRequest validates a REQUEST payload completely (every length, type,
+// UTF-8 string, key type and the nesting bound) without building values, and
+// returns the routing fields. The payload itself is forwarded untouched, so
+// this is the only work the hot path does on it.
+func ScanRequest(payload []byte) (RequestRoute, error) {
+	var rr RequestRoute
+	d := decoder{data: payload, skip: true}
+	if len(payload) == 0 {
+		return rr, protoErr(KindMissingField, nil, "Request payload is empty")
+	}
+	if payload[0] != TypeDict {
+		if _, err := d.value(0); err != nil {
+			return rr, err
+		}
+		return rr, protoErr(KindMissingField, payload, "Request payload must be a dict, got %s", pyTypeName(payload[0]))
+	}
+	d.off = 1
+	n, _, err := d.count("dict", MaxDictSize, 0)
+	if err != nil {
+		return rr, err
+	}
+	haveApp := false
+	for i := 0; i < n; i++ {
+		if !d.need(1) {
+			return rr, protoErr(KindTruncated, nil, "Truncated TLV data: no type byte")
+		}
+		if kt := d.data[d.off]; kt != TypeString {
+			if _, err := d.value(1); err != nil {
+				return rr, err
+			}
+			return rr, protoErr(KindNonStringKey, nil, "Dict key must be string, got %s", pyTypeName(kt))
+		}
+		keyStart := d.off + 5
+		if _, err := d.value(1); err != nil {
+			return rr, err
+		}
+		key := payload[keyStart:d.off]
+		valStart := d.off
+		if _, err := d.value(1); err != nil {
+			return rr, err
+		}
+		switch string(key) {
+		case "app_path":
+			s, ok := stringAt(payload[valStart:d.off])
+			if !ok {
+				return rr, protoErr(KindMissingField, nil, "Request app_path must be a string, got %s", pyTypeName(payload[valStart]))
+			}
+			rr.AppPath, haveApp = s, true
+		case "action":
+			if s, ok := stringAt(payload[valStart:d.off]); ok {
+				rr.Action = s
+			}
+		}
+	}
+	if d.off != len(payload) {
+		return rr, protoErr(KindTrailingData, payload[d.off:], "Trailing data after TLV: %d bytes", len(payload)-d.off)
+	}
+	if !haveApp {
+		return rr, protoErr(KindMissingField, nil, "Request is missing app_path")
+	}
+	return rr, nil
+}
+
+// stringAt returns the string held by an already validated TLV string value.
+func stringAt(v []byte) (string, bool) {
+	if len(v) < 5 || v[0] != TypeString {
+		return "", false
+	}
+	return string(v[5:]), true
+}
+
+// Validate checks that payload is exactly one well-formed TLV value.
+func Validate(payload []byte) error {
+	d := decoder{data: payload, skip: true}
+	if _, err := d.value(0); err != nil {
+		return err
+	}
+	if d.off != len(payload) {
+		return protoErr(KindTrailingData, payload[d.off:], "Trailing data after TLV: %d bytes", len(payload)-d.off)
+	}
+	return nil
+}

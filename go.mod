@@ -1,0 +1,3 @@
+module github.com/gdirty/gdirty
+
+go 1.26.8
