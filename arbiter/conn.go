@@ -1,0 +1,224 @@
+package arbiter
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gdirty/gdirty/compat"
+	"github.com/gdirty/gdirty/worker"
+)
+
+// clientConn serves one gunicorn client connection. Calls on a connection
+// run one after another, as gunicorn's arbiter runs them: clients match
+// answers by order, so answers leave in the order requests arrived.
+type clientConn struct {
+	s    *Server
+	conn net.Conn
+
+	mu   sync.Mutex
+	busy bool
+	// broken is set when a write to the client failed; the connection is
+	// closed after the current call.
+	broken bool
+}
+
+const readBufferSize = 64 * 1024
+
+func (c *clientConn) serve() {
+	defer c.conn.Close()
+	r := bufio.NewReaderSize(c.conn, readBufferSize)
+	var buf []byte
+	for {
+		h, payload, err := compat.ReadFrame(r, buf)
+		if err != nil {
+			c.readFailed(h, err)
+			return
+		}
+		if cap(payload) > cap(buf) && cap(payload) <= 4*readBufferSize {
+			buf = payload[:0] // keep modest buffers for the next frame
+		}
+		if !c.setBusy(true) {
+			return
+		}
+		c.handle(h, payload)
+		if !c.setBusy(false) || c.isBroken() {
+			return
+		}
+	}
+}
+
+// readFailed answers a frame that cannot be used. Once the header is bad
+// the byte stream cannot be resynchronised, so the connection closes; when
+// the header named a request id the client first gets a
+// DirtyProtocolError for it.
+func (c *clientConn) readFailed(h compat.Header, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	if compat.IsKind(err, compat.KindUnknownMessageType) || compat.IsKind(err, compat.KindMessageTooLarge) {
+		c.write(compat.ErrProtocol(err).Frame(h.ID))
+	}
+	c.s.log.Warnf("Closing client connection: %v", err)
+}
+
+func (c *clientConn) handle(h compat.Header, payload []byte) {
+	switch h.Type {
+	case compat.MsgRequest:
+		c.handleRequest(h.ID, payload)
+	case compat.MsgStatus:
+		c.writeResult(h.ID, c.s.status())
+	case compat.MsgStash, compat.MsgManage:
+		if err := compat.Validate(payload); err != nil && len(payload) > 0 {
+			c.write(compat.ErrProtocol(err).Frame(h.ID))
+			return
+		}
+		c.write(compat.ErrGeneric("gdirty does not support %s messages yet", h.Type).Frame(h.ID))
+	default:
+		c.write(compat.ErrProtocol(&compat.ProtocolError{
+			Kind:    compat.KindUnknownMessageType,
+			Message: "Unexpected message type from client: " + h.Type.String(),
+		}).Frame(h.ID))
+	}
+}
+
+func (c *clientConn) handleRequest(id uint64, payload []byte) {
+	route, err := compat.ScanRequest(payload)
+	if err != nil {
+		c.write(compat.ErrProtocol(err).Frame(id))
+		return
+	}
+	w, call, derr := c.dispatch(route.AppPath, payload)
+	if derr != nil {
+		c.write(derr.Frame(id))
+		return
+	}
+	c.relay(id, w, call)
+}
+
+// dispatch acquires a worker and starts the call on it. A worker that died
+// between being picked and being written to never saw the call, so the
+// call is routed again rather than failed.
+func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *worker.Call, *compat.DirtyError) {
+	timeout := c.s.cfg.Timeout
+	for {
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		w, err := c.s.router.Acquire(ctx, app)
+		cancel()
+		if err != nil {
+			return nil, nil, errorFor(err, app, timeout)
+		}
+		call, err := w.Link().Start(payload)
+		if err == nil {
+			return w, call, nil
+		}
+		c.s.router.Release(w)
+		c.s.router.Remove(w)
+	}
+}
+
+// relay forwards the worker's frames to the client under the client's
+// request id, payload bytes untouched. The worker's silence is bounded by
+// dirty_timeout per frame, as in gunicorn; on timeout the call is abandoned
+// (its late answer is dropped by link id) and the client gets
+// DirtyTimeoutError.
+func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) {
+	timeout := c.s.cfg.Timeout
+	var timer *time.Timer
+	var expired <-chan time.Time
+	if timeout > 0 {
+		timer = time.NewTimer(timeout)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	for {
+		select {
+		case f := <-call.Frames:
+			if f.Err != nil {
+				c.write(f.Err.Frame(id))
+				return
+			}
+			if !c.writeFrame(f.Type, id, f.Payload) {
+				w.Link().Abandon(call)
+				return
+			}
+			if f.Final() {
+				return
+			}
+			if timer != nil {
+				timer.Reset(timeout)
+			}
+		case <-expired:
+			w.Link().Abandon(call)
+			c.s.log.Warnf("Dirty call timed out after %s on worker %d", timeout, w.PID)
+			c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
+			return
+		}
+	}
+}
+
+func (c *clientConn) writeResult(id uint64, result any) {
+	payload, err := compat.ResponsePayload(result)
+	if err != nil {
+		c.write(compat.ErrGeneric("encode result: %v", err).Frame(id))
+		return
+	}
+	c.writeFrame(compat.MsgResponse, id, payload)
+}
+
+// writeFrame sends header and payload with one writev, no copy.
+func (c *clientConn) writeFrame(t compat.MsgType, id uint64, payload []byte) bool {
+	var hdr [compat.HeaderSize]byte
+	compat.PutHeader(hdr[:], compat.Header{Type: t, Length: uint32(len(payload)), ID: id})
+	return c.writeBufs(net.Buffers{hdr[:], payload})
+}
+
+func (c *clientConn) write(frame []byte) bool { return c.writeBufs(net.Buffers{frame}) }
+
+func (c *clientConn) writeBufs(b net.Buffers) bool {
+	if c.isBroken() {
+		return false
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	if _, err := b.WriteTo(c.conn); err != nil {
+		c.mu.Lock()
+		c.broken = true
+		c.mu.Unlock()
+		c.s.log.Debugf("Client write failed: %v", err)
+		return false
+	}
+	return true
+}
+
+func (c *clientConn) isBroken() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken
+}
+
+// setBusy flips the busy flag; it returns false when the server is
+// closing and the connection should end.
+func (c *clientConn) setBusy(b bool) bool {
+	c.mu.Lock()
+	c.busy = b
+	c.mu.Unlock()
+	return !c.s.isClosing()
+}
+
+// wakeIfIdle ends a connection blocked waiting for its next request.
+func (c *clientConn) wakeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.busy {
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+}

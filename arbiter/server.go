@@ -1,0 +1,159 @@
+// Package arbiter is gdirty's side facing gunicorn: it accepts gunicorn's
+// dirty clients on a Unix socket, routes each REQUEST to a worker and sends
+// the worker's answers back, and answers STATUS itself.
+package arbiter
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/gdirty/gdirty/worker"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Timeout is dirty_timeout: the longest a call may wait for a free
+	// worker, and the longest silence from the worker while it runs.
+	// Zero disables both.
+	Timeout time.Duration
+	// Threads is dirty_threads: calls one worker takes at once.
+	Threads int
+	// MaxQueue bounds the calls waiting for a worker (0 = unbounded).
+	MaxQueue int
+	// WriteTimeout bounds one write to a client, so a client that stops
+	// reading cannot hold a worker's answers forever.
+	WriteTimeout time.Duration
+	Log          logrus.FieldLogger
+	// Apps lists the configured app import paths (for STATUS).
+	Apps []string
+}
+
+// Server is the arbiter: listener, per-connection handlers and router.
+type Server struct {
+	cfg    Config
+	log    logrus.FieldLogger
+	router *Router[*worker.Process]
+	pool   *worker.Pool
+	start  time.Time
+
+	mu       sync.Mutex
+	conns    map[*clientConn]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+	listener net.Listener
+}
+
+// NewServer returns a server; its Observer must be given to the pool.
+func NewServer(cfg Config) *Server {
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	return &Server{
+		cfg:    cfg,
+		log:    cfg.Log,
+		router: NewRouter[*worker.Process](cfg.Threads, cfg.MaxQueue),
+		conns:  map[*clientConn]struct{}{},
+		start:  time.Now(),
+	}
+}
+
+// SetPool tells the server which pool it reports on (STATUS).
+func (s *Server) SetPool(p *worker.Pool) { s.pool = p }
+
+// Observer returns the worker-lifecycle observer that keeps the router in
+// step with the pool.
+func (s *Server) Observer() worker.Observer { return poolObserver{s} }
+
+type poolObserver struct{ s *Server }
+
+func (o poolObserver) WorkerStarted(p *worker.Process) { o.s.router.Add(p, p.Apps) }
+func (o poolObserver) WorkerReady(p *worker.Process)   { o.s.router.Ready(p) }
+func (o poolObserver) WorkerExited(p *worker.Process)  { o.s.router.Remove(p) }
+func (o poolObserver) CallDone(p *worker.Process)      { o.s.router.Release(p) }
+
+// Serve accepts clients on l until ctx is cancelled, then stops accepting,
+// lets every connection finish the call it is running, and returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	s.listener = l
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, s.shutdown)
+	defer stop()
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				s.wg.Wait()
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.shutdown()
+			s.wg.Wait()
+			return err
+		}
+		c := &clientConn{s: s, conn: conn}
+		if !s.track(c) {
+			conn.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) track(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// shutdown stops accepting and wakes idle connections; busy ones close
+// after their current call.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	l := s.listener
+	conns := make([]*clientConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+	for _, c := range conns {
+		c.wakeIfIdle()
+	}
+}
