@@ -35,8 +35,15 @@ func Encode(v any) ([]byte, error) { return AppendValue(nil, v) }
 func AppendValue(dst []byte, v any) ([]byte, error) { return appendValue(dst, v, 0) }
 
 func appendValue(dst []byte, v any, depth int) ([]byte, error) {
-	if depth > MaxDepth {
-		return dst, protoErr(KindTooDeep, nil, "Nesting too deep: more than %d levels", MaxDepth)
+	switch v.(type) {
+	case []any, *Dict, map[string]any:
+		// Same bound as the decoder (decoder.count): a list or dict may sit
+		// at depth 0..MaxDepth-1, so Encode never produces bytes Decode
+		// refuses. (Checking depth > MaxDepth for every value let a 65th
+		// nested container through.)
+		if depth >= MaxDepth {
+			return dst, protoErr(KindTooDeep, nil, "Nesting too deep: more than %d levels", MaxDepth)
+		}
 	}
 	switch x := v.(type) {
 	case nil:
@@ -205,7 +212,8 @@ func (d *decoder) value(depth int) (any, error) {
 			return nil, err
 		}
 		if !utf8.Valid(b) {
-			return nil, protoErr(KindInvalidUTF8, b, "Invalid UTF-8 in string")
+			// gunicorn appends str() of Python's UnicodeDecodeError.
+			return nil, protoErr(KindInvalidUTF8, b, "Invalid UTF-8 in string: %s", pyUTF8Error(b))
 		}
 		if d.skip {
 			return nil, nil

@@ -1,0 +1,50 @@
+# gdirty — the two commands a newcomer needs:
+#   make run    set everything up, then serve the bundled example:
+#               gunicorn (HTTP on 127.0.0.1:8000) -> gdirty -> Python workers
+#   make test   set everything up, then run every test (Go with -race,
+#               golden vectors, interop against real gunicorn)
+
+PYTHON  ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+GDIRTY  := bin/gdirty
+GOFILES := $(shell find . -name '*.go' -not -path './.venv/*') go.mod go.sum $(wildcard pyshim/gdirty_pyshim/*.py)
+
+.PHONY: setup build run test test-go test-py fuzz vet clean
+
+setup: $(VENV)/.installed build
+
+$(VENV)/.installed: requirements.txt pyshim/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check ./pyshim
+	touch $@
+
+build: $(GDIRTY)
+
+$(GDIRTY): $(GOFILES)
+	go build -o $(GDIRTY) ./cmd/gdirty
+
+run: setup
+	VENV=$(VENV) scripts/run-example.sh
+
+vet:
+	go vet ./...
+
+test: setup vet test-go test-py
+
+test-go:
+	go test -race -count=1 ./...
+
+test-py: setup
+	$(VPY) -m pytest -q tests/
+
+# Short bounded fuzzing of every decoder (FUZZTIME per target).
+FUZZTIME ?= 10s
+fuzz:
+	for t in $$(go test -list 'Fuzz.*' ./compat | grep ^Fuzz); do \
+		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./compat || exit 1; \
+	done
+
+clean:
+	rm -rf bin $(VENV)

@@ -1,0 +1,64 @@
+"""The private link between gdirty and one worker process.
+
+Frames use gunicorn's 16-byte header (``>2sBBIQ``, magic ``GD``, version 1)
+and TLV payloads, so the payloads gunicorn clients send reach the worker
+unchanged and the worker's answers go back to them byte for byte. The
+request id is gdirty's link id, not the client's. Beyond gunicorn's types
+the link carries a few of its own (READY, HEARTBEAT), all >= 0x40 so they
+can never be confused with a client message.
+"""
+
+import struct
+import threading
+
+HEADER = struct.Struct(">2sBBIQ")
+MAGIC = b"GD"
+VERSION = 1
+
+MSG_REQUEST = 0x01
+MSG_RESPONSE = 0x02
+MSG_ERROR = 0x03
+MSG_CHUNK = 0x04
+MSG_END = 0x05
+# Link-only messages (worker -> gdirty).
+MSG_READY = 0x40       # apps loaded and initialised; payload {"pid", "apps"}
+MSG_HEARTBEAT = 0x41   # liveness; empty payload
+
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+# Below this size header and payload go out in one send; above it they go
+# out separately so a 16 MiB blob is not copied just to prepend 16 bytes.
+_COALESCE_LIMIT = 64 * 1024
+
+
+class LinkClosed(Exception):
+    """gdirty closed the link (or died): the worker must exit."""
+
+
+class Link:
+    def __init__(self, sock):
+        self.sock = sock
+        self.rfile = sock.makefile("rb", buffering=256 * 1024)
+        self._wlock = threading.Lock()
+
+    def read(self):
+        """Return (msg_type, link_id, payload bytes)."""
+        head = self.rfile.read(HEADER.size)
+        if len(head) < HEADER.size:
+            raise LinkClosed()
+        magic, version, mtype, length, link_id = HEADER.unpack(head)
+        if magic != MAGIC or version != VERSION or length > MAX_MESSAGE_SIZE:
+            raise LinkClosed()
+        payload = self.rfile.read(length) if length else b""
+        if len(payload) < length:
+            raise LinkClosed()
+        return mtype, link_id, payload
+
+    def write(self, mtype, link_id, payload=b""):
+        head = HEADER.pack(MAGIC, VERSION, mtype, len(payload), link_id)
+        with self._wlock:
+            if len(payload) <= _COALESCE_LIMIT:
+                self.sock.sendall(head + payload)
+            else:
+                self.sock.sendall(head)
+                self.sock.sendall(payload)

@@ -1,0 +1,334 @@
+"""``python -m gdirty_pyshim.worker``: one dirty worker process.
+
+Loads the DirtyApps gdirty assigned to it, calls ``init()`` on each, runs
+the ``dirty_worker_init`` hook, reports READY, then serves requests arriving
+on its link (fd passed by gdirty). Up to ``dirty_threads`` actions run at
+once, each in its own thread; answers carry the link id of their request.
+What a DirtyApp observes (how it is loaded, called, streamed, closed, and
+the error dicts its failures become) follows gunicorn.dirty.worker.
+
+Exit status 3 means the worker failed to boot, as in gunicorn.
+"""
+
+import argparse
+import asyncio
+import inspect
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+from gunicorn import util
+from gunicorn.dirty.app import load_dirty_apps
+from gunicorn.dirty.errors import (
+    DirtyAppError,
+    DirtyAppNotFoundError,
+    DirtyWorkerError,
+)
+from gunicorn.dirty.tlv import TLVEncoder
+
+from . import link as L
+from .gconfig import load_cfg
+
+WORKER_BOOT_ERROR = 3
+
+
+class _Shutdown(BaseException):
+    """Raised in the main thread by a stop signal to leave the read loop."""
+
+    def __init__(self, graceful):
+        super().__init__()
+        self.graceful = graceful
+
+
+class DirtyWorker:
+    """The worker object handed to hooks; mirrors gunicorn's DirtyWorker
+    attributes (age, pid, ppid, app_paths, cfg, log, booted, aborted, alive,
+    apps, socket_path)."""
+
+    def __init__(self, age, app_paths, cfg, log, link):
+        self.age = age
+        self.pid = "[booting]"
+        self.ppid = os.getppid()
+        self.app_paths = list(app_paths)
+        self.cfg = cfg
+        self.log = log
+        self.link = link
+        # gunicorn workers listen on their own socket; gdirty's talk over an
+        # inherited socketpair, so there is no path to show.
+        self.socket_path = None
+        self.booted = False
+        self.aborted = False
+        self.alive = True
+        self.apps = {}
+        self.tmp = None
+        self._jobs = queue.SimpleQueue()
+        self._threads = []
+        self._inflight = 0
+        self._inflight_cv = threading.Condition()
+        self._aloop = None
+        self._aloop_lock = threading.Lock()
+
+    def __str__(self):
+        return f"<DirtyWorker {self.pid}>"
+
+    # -- boot ---------------------------------------------------------------
+
+    def boot(self):
+        if self.cfg.env:
+            for k, v in self.cfg.env.items():
+                os.environ[k] = v
+        util.set_owner_process(self.cfg.uid, self.cfg.gid,
+                               initgroups=self.cfg.initgroups)
+        util.seed()
+        self.load_apps()
+        self.pid = os.getpid()
+        self.cfg.dirty_worker_init(self)
+        self.booted = True
+
+    def load_apps(self):
+        try:
+            self.apps = load_dirty_apps(self.app_paths)
+        except Exception as e:
+            self.log.error("Failed to load dirty apps: %s", e)
+            raise
+        for path, app in self.apps.items():
+            self.log.debug("Loaded dirty app: %s", path)
+            try:
+                app.init()
+            except Exception as e:
+                self.log.error("Failed to initialize dirty app %s: %s", path, e)
+                raise
+            self.log.info("Initialized dirty app: %s", path)
+
+    # -- serving --------------------------------------------------------------
+
+    def serve(self):
+        for i in range(max(1, self.cfg.dirty_threads)):
+            t = threading.Thread(target=self._run_jobs, daemon=True,
+                                 name=f"dirty-worker-{self.pid}-{i}")
+            t.start()
+            self._threads.append(t)
+        hb = threading.Thread(target=self._heartbeat, daemon=True,
+                              name="dirty-heartbeat")
+        hb.start()
+        self.link.write(L.MSG_READY, 0, TLVEncoder.encode(
+            {"pid": os.getpid(), "apps": self.app_paths}))
+        while self.alive:
+            mtype, link_id, payload = self.link.read()
+            if mtype != L.MSG_REQUEST:
+                self._send_error(link_id, DirtyWorkerError(
+                    f"Unknown message type: {mtype}"))
+                continue
+            with self._inflight_cv:
+                self._inflight += 1
+            self._jobs.put((link_id, payload))
+
+    def _heartbeat(self):
+        timeout = self.cfg.dirty_timeout
+        interval = min(timeout / 2.0, 1.0) if timeout > 0 else 1.0
+        while self.alive:
+            try:
+                self.link.write(L.MSG_HEARTBEAT, 0)
+            except OSError:
+                return
+            time.sleep(interval)
+
+    def _run_jobs(self):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            link_id, payload = job
+            try:
+                self.handle(link_id, payload)
+            except OSError:
+                # The link is gone; the main thread exits on its own.
+                pass
+            except Exception:
+                self.log.exception("Unexpected error answering request")
+            finally:
+                with self._inflight_cv:
+                    self._inflight -= 1
+                    self._inflight_cv.notify_all()
+
+    def handle(self, link_id, payload):
+        app_path = action = None
+        try:
+            request = TLVEncoder.decode_full(payload)
+            app_path = request.get("app_path")
+            action = request.get("action")
+            args = request.get("args") or []
+            kwargs = request.get("kwargs") or {}
+            app = self.apps.get(app_path)
+            if app is None:
+                # gdirty only routes an app to workers that loaded it, so
+                # this means a bookkeeping bug; name it precisely.
+                self._send_error(link_id, DirtyAppNotFoundError(app_path))
+                return
+            result = app(action, *args, **kwargs)
+            if inspect.isgenerator(result):
+                self._stream_sync(link_id, result)
+            elif inspect.isasyncgen(result):
+                self._stream_async(link_id, result)
+            else:
+                body = TLVEncoder.encode({"result": result})
+                self.link.write(L.MSG_RESPONSE, link_id, body)
+        except OSError:
+            raise
+        except Exception as e:
+            tb = traceback.format_exc()
+            self.log.error("Error executing %s.%s: %s\n%s",
+                           app_path, action, e, tb)
+            self._send_error(link_id, DirtyAppError(
+                str(e), app_path=app_path, action=action, traceback=tb))
+
+    def _stream_sync(self, link_id, gen):
+        try:
+            for chunk in gen:
+                self.link.write(L.MSG_CHUNK, link_id,
+                                TLVEncoder.encode({"data": chunk}))
+            self.link.write(L.MSG_END, link_id)
+        except OSError:
+            raise
+        except Exception as e:
+            self._stream_failed(link_id, e)
+        finally:
+            gen.close()
+
+    def _stream_async(self, link_id, agen):
+        loop = self._async_loop()
+        try:
+            while True:
+                try:
+                    chunk = asyncio.run_coroutine_threadsafe(
+                        agen.__anext__(), loop).result()
+                except StopAsyncIteration:
+                    break
+                self.link.write(L.MSG_CHUNK, link_id,
+                                TLVEncoder.encode({"data": chunk}))
+            self.link.write(L.MSG_END, link_id)
+        except OSError:
+            raise
+        except Exception as e:
+            self._stream_failed(link_id, e)
+        finally:
+            try:
+                asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
+            except Exception:
+                pass
+
+    def _stream_failed(self, link_id, e):
+        # gunicorn reports mid-stream failures without app_path/action.
+        tb = traceback.format_exc()
+        self.log.error("Error during streaming: %s\n%s", e, tb)
+        self._send_error(link_id, DirtyAppError(str(e), traceback=tb))
+
+    def _async_loop(self):
+        """One event loop per worker for async generators, as gunicorn runs
+        them on its worker's loop."""
+        with self._aloop_lock:
+            if self._aloop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, daemon=True,
+                                     name="dirty-asyncgen-loop")
+                t.start()
+                self._aloop = loop
+            return self._aloop
+
+    def _send_error(self, link_id, err):
+        self.link.write(L.MSG_ERROR, link_id,
+                        TLVEncoder.encode({"error": err.to_dict()}))
+
+    # -- shutdown -------------------------------------------------------------
+
+    def drain(self, timeout):
+        """Wait for in-flight actions to answer (graceful stop)."""
+        deadline = time.monotonic() + timeout
+        with self._inflight_cv:
+            while self._inflight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._inflight_cv.wait(left)
+        return True
+
+    def close_apps(self):
+        for path, app in self.apps.items():
+            try:
+                app.close()
+                self.log.debug("Closed dirty app: %s", path)
+            except Exception as e:
+                self.log.error("Error closing dirty app %s: %s", path, e)
+
+
+def _install_signals(worker):
+    def stop(sig, frame):
+        worker.alive = False
+        raise _Shutdown(graceful=sig != signal.SIGQUIT)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, stop)
+    signal.signal(signal.SIGUSR1, lambda s, f: worker.log.reopen_files())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="gdirty_pyshim.worker")
+    p.add_argument("--link-fd", type=int, required=True)
+    p.add_argument("--age", type=int, required=True)
+    p.add_argument("--app", action="append", default=[], dest="apps")
+    p.add_argument("gunicorn_args", nargs=argparse.REMAINDER)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    gargs = opts.gunicorn_args
+    if gargs and gargs[0] == "--":
+        gargs = gargs[1:]
+    sock = socket.socket(fileno=opts.link_fd)
+    link = L.Link(sock)
+
+    cfg = load_cfg(gargs)
+    log = cfg.logger_class(cfg)
+    util._setproctitle(f"dirty-worker [{cfg.proc_name}]")
+    worker = DirtyWorker(opts.age, opts.apps, cfg, log, link)
+    _install_signals(worker)
+
+    try:
+        worker.boot()
+    except _Shutdown:
+        os._exit(0)
+    except BaseException:
+        log.exception("Exception in dirty worker process")
+        sys.stderr.flush()
+        os._exit(WORKER_BOOT_ERROR)
+
+    graceful = True
+    try:
+        worker.serve()
+    except _Shutdown as s:
+        graceful = s.graceful
+    except L.LinkClosed:
+        # gdirty is gone: nobody is left to answer, stop at once.
+        graceful = False
+    except Exception:
+        log.exception("Dirty worker error")
+        graceful = False
+    worker.alive = False
+    if graceful:
+        worker.drain(cfg.dirty_graceful_timeout)
+    worker.close_apps()
+    log.info("Dirty worker %s exiting", worker.pid)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
