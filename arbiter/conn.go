@@ -74,18 +74,34 @@ func (c *clientConn) handle(h compat.Header, payload []byte) {
 		c.handleRequest(h.ID, payload)
 	case compat.MsgStatus:
 		c.writeResult(h.ID, c.s.status())
-	case compat.MsgStash, compat.MsgManage:
-		if err := compat.Validate(payload); err != nil && len(payload) > 0 {
-			c.write(compat.ErrProtocol(err).Frame(h.ID))
-			return
-		}
-		c.write(compat.ErrGeneric("gdirty does not support %s messages yet", h.Type).Frame(h.ID))
+	case compat.MsgStash:
+		c.serveLocal(h, payload, c.s.cfg.Stash)
+	case compat.MsgManage:
+		c.serveLocal(h, payload, c.s.cfg.Manage)
 	default:
 		c.write(compat.ErrProtocol(&compat.ProtocolError{
 			Kind:    compat.KindUnknownMessageType,
 			Message: "Unexpected message type from client: " + h.Type.String(),
 		}).Frame(h.ID))
 	}
+}
+
+// serveLocal answers a message the arbiter handles itself.
+func (c *clientConn) serveLocal(h compat.Header, payload []byte, svc Service) {
+	if err := compat.Validate(payload); err != nil {
+		c.write(compat.ErrProtocol(err).Frame(h.ID))
+		return
+	}
+	if svc == nil {
+		c.write(compat.ErrGeneric("gdirty does not support %s messages", h.Type).Frame(h.ID))
+		return
+	}
+	resp, derr := svc.Handle(payload)
+	if derr != nil {
+		c.write(derr.Frame(h.ID))
+		return
+	}
+	c.writeFrame(compat.MsgResponse, h.ID, resp)
 }
 
 func (c *clientConn) handleRequest(id uint64, payload []byte) {

@@ -31,6 +31,10 @@ type Config struct {
 	Log          logrus.FieldLogger
 	// Apps lists the configured app import paths (for STATUS).
 	Apps []string
+	// Stash and Manage answer STASH and MANAGE messages; nil means the
+	// message type is refused with a DirtyError.
+	Stash  Service
+	Manage Service
 }
 
 // Server is the arbiter: listener, per-connection handlers and router.

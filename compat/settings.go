@@ -31,6 +31,8 @@ type AppEntry struct {
 	// Workers is nil when every worker loads the app.
 	Workers *int   `json:"workers"`
 	Source  string `json:"source"` // "spec", "class" or "default"
+	// Stashes lists the stash tables the app class declares.
+	Stashes []string `json:"stashes"`
 }
 
 // ParseSettings decodes and checks the loader's JSON.

@@ -11,6 +11,9 @@ import json
 import sys
 import traceback
 
+import importlib
+import sys as _sys
+
 from gunicorn.dirty.app import get_app_workers_attribute, parse_dirty_app_spec
 
 from .gconfig import load_cfg
@@ -46,7 +49,8 @@ def describe(cfg, config_path):
                     raise AppError(spec, config_path, ValueError(
                         f"class attribute workers must be a positive int or None, got {workers!r}"))
         apps.append({"spec": spec, "import_path": import_path,
-                     "workers": workers, "source": source})
+                     "workers": workers, "source": source,
+                     "stashes": _stashes(import_path)})
 
     return {
         "config": config_path,
@@ -68,6 +72,15 @@ def describe(cfg, config_path):
         "errorlog": cfg.errorlog,
         "hooks": {name: _hook_defined(cfg, name) for name in HOOKS},
     }
+
+
+def _stashes(import_path):
+    """The app class's ``stashes`` attribute: stash tables that must exist
+    from the start (gunicorn documents this but never creates them)."""
+    module_path, class_name = import_path.rsplit(":", 1)
+    module = _sys.modules.get(module_path) or importlib.import_module(module_path)
+    tables = getattr(getattr(module, class_name), "stashes", None) or []
+    return [t for t in tables if isinstance(t, str)]
 
 
 class AppError(Exception):
