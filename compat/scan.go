@@ -27,7 +27,13 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 	if err != nil {
 		return rr, err
 	}
+	// Duplicate keys: the last occurrence wins, as in the dict gunicorn's
+	// worker decodes from the forwarded payload, so routing uses the same
+	// app_path the worker will see. Its type is therefore only checked
+	// once the whole payload has been validated (which also gives
+	// malformed data precedence, as gunicorn decodes everything first).
 	haveApp := false
+	var appType byte
 	for i := 0; i < n; i++ {
 		if !d.need(1) {
 			return rr, protoErr(KindTruncated, nil, "Truncated TLV data: no type byte")
@@ -49,15 +55,10 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 		}
 		switch string(key) {
 		case "app_path":
-			s, ok := stringAt(payload[valStart:d.off])
-			if !ok {
-				return rr, protoErr(KindMissingField, nil, "Request app_path must be a string, got %s", pyTypeName(payload[valStart]))
-			}
-			rr.AppPath, haveApp = s, true
+			rr.AppPath, _ = stringAt(payload[valStart:d.off])
+			haveApp, appType = true, payload[valStart]
 		case "action":
-			if s, ok := stringAt(payload[valStart:d.off]); ok {
-				rr.Action = s
-			}
+			rr.Action, _ = stringAt(payload[valStart:d.off])
 		}
 	}
 	if d.off != len(payload) {
@@ -65,6 +66,9 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 	}
 	if !haveApp {
 		return rr, protoErr(KindMissingField, nil, "Request is missing app_path")
+	}
+	if appType != TypeString {
+		return RequestRoute{}, protoErr(KindMissingField, nil, "Request app_path must be a string, got %s", pyTypeName(appType))
 	}
 	return rr, nil
 }

@@ -192,6 +192,9 @@ func (d *decoder) value(depth int) (any, error) {
 		}
 		v := int64(binary.BigEndian.Uint64(d.data[d.off:]))
 		d.off += 8
+		if d.skip {
+			return nil, nil // boxing v into an any would allocate
+		}
 		return v, nil
 	case TypeFloat64:
 		if !d.need(8) {
@@ -199,6 +202,9 @@ func (d *decoder) value(depth int) (any, error) {
 		}
 		v := math.Float64frombits(binary.BigEndian.Uint64(d.data[d.off:]))
 		d.off += 8
+		if d.skip {
+			return nil, nil
+		}
 		return v, nil
 	case TypeBytes:
 		b, err := d.sized("bytes", MaxBytesSize)

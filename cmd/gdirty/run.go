@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,9 @@ func runArbiter(c *cli.Context) error {
 	opts, err := readOptions(c)
 	if err != nil {
 		return err
+	}
+	if _, err := exec.LookPath(opts.Python); err != nil {
+		return &usageError{msg: fmt.Sprintf("python interpreter %q: %v (set --python)", opts.Python, err)}
 	}
 	runDir, err := os.MkdirTemp("", "gdirty-")
 	if err != nil {

@@ -101,9 +101,12 @@ def main(argv=None):
     try:
         info = describe(cfg, config_path)
     except AppError as e:
-        cause = e.cause.__cause__ or e.cause
-        detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
-        print(f"Error: {e}\n  caused by: {detail}", file=sys.stderr)
+        cause = e.cause.__cause__
+        if cause is None:
+            print(f"Error: {e}", file=sys.stderr)
+        else:
+            detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
+            print(f"Error: {e}\n  caused by: {detail}", file=sys.stderr)
         sys.exit(2)
     json.dump(info, sys.stdout)
     sys.stdout.write("\n")
