@@ -176,6 +176,11 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) {
 		case <-expired:
 			w.Link().Abandon(call)
 			c.s.log.Warnf("Dirty call timed out after %s on worker %d", timeout, w.PID)
+			if c.s.pool != nil {
+				// The worker still runs the call in a thread nothing can
+				// cancel; replace it so no later call is routed to it.
+				c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
+			}
 			c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
 			return
 		}

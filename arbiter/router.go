@@ -35,6 +35,7 @@ type target[T comparable] struct {
 	key      T
 	apps     map[string]bool
 	ready    bool
+	draining bool // takes no new calls (retiring)
 	inflight int
 }
 
@@ -95,6 +96,15 @@ func (r *Router[T]) Ready(key T) {
 	if t := r.byKey[key]; t != nil {
 		t.ready = true
 		r.dispatchLocked()
+	}
+}
+
+// Drain stops routing new calls to a worker; it keeps the calls it holds.
+func (r *Router[T]) Drain(key T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := r.byKey[key]; t != nil {
+		t.draining = true
 	}
 }
 
@@ -184,7 +194,7 @@ func (r *Router[T]) Queued() int {
 
 func (r *Router[T]) hostedLocked(app string) bool {
 	for _, t := range r.order {
-		if t.apps[app] {
+		if t.apps[app] && !t.draining {
 			return true
 		}
 	}
@@ -204,7 +214,7 @@ func (r *Router[T]) pickLocked(app string) *target[T] {
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
 		t := r.order[idx]
-		if !t.ready || !t.apps[app] || t.inflight >= r.capacity {
+		if !t.ready || t.draining || !t.apps[app] || t.inflight >= r.capacity {
 			continue
 		}
 		if best == nil || t.inflight < best.inflight {
@@ -252,6 +262,7 @@ func (r *Router[T]) removeWaiterLocked(w *waiter[T]) {
 type Snapshot[T comparable] struct {
 	Key      T
 	Ready    bool
+	Draining bool
 	Inflight int
 }
 
@@ -261,7 +272,7 @@ func (r *Router[T]) Workers() []Snapshot[T] {
 	defer r.mu.Unlock()
 	out := make([]Snapshot[T], 0, len(r.order))
 	for _, t := range r.order {
-		out = append(out, Snapshot[T]{Key: t.key, Ready: t.ready, Inflight: t.inflight})
+		out = append(out, Snapshot[T]{Key: t.key, Ready: t.ready, Draining: t.draining, Inflight: t.inflight})
 	}
 	return out
 }

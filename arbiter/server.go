@@ -75,10 +75,11 @@ func (s *Server) Observer() worker.Observer { return poolObserver{s} }
 
 type poolObserver struct{ s *Server }
 
-func (o poolObserver) WorkerStarted(p *worker.Process) { o.s.router.Add(p, p.Apps) }
-func (o poolObserver) WorkerReady(p *worker.Process)   { o.s.router.Ready(p) }
-func (o poolObserver) WorkerExited(p *worker.Process)  { o.s.router.Remove(p) }
-func (o poolObserver) CallDone(p *worker.Process)      { o.s.router.Release(p) }
+func (o poolObserver) WorkerStarted(p *worker.Process)  { o.s.router.Add(p, p.Apps) }
+func (o poolObserver) WorkerReady(p *worker.Process)    { o.s.router.Ready(p) }
+func (o poolObserver) WorkerRetiring(p *worker.Process) { o.s.router.Drain(p) }
+func (o poolObserver) WorkerExited(p *worker.Process)   { o.s.router.Remove(p) }
+func (o poolObserver) CallDone(p *worker.Process)       { o.s.router.Release(p) }
 
 // Serve accepts clients on l until ctx is cancelled, then stops accepting,
 // lets every connection finish the call it is running, and returns.

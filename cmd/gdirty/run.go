@@ -76,6 +76,25 @@ func runArbiter(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var errorlog *logFile
+	if settings.Errorlog != "" && settings.Errorlog != "-" {
+		if errorlog, err = openLogFile(settings.Errorlog); err != nil {
+			return err
+		}
+		log.Out = errorlog
+	}
+
+	var pool *worker.Pool
+	hooks, err := arbiterHooks(py, settings, log, socketPath, &pool)
+	if err != nil {
+		return err
+	}
+	if hooks != nil {
+		defer hooks.Close()
+		if settings.Hooks["on_dirty_starting"] {
+			hooks.Call("on_dirty_starting", nil)
+		}
+	}
 
 	listener, err := arbiter.Listen(socketPath)
 	if err != nil {
@@ -97,13 +116,18 @@ func runArbiter(c *cli.Context) error {
 		Log:      log,
 		Apps:     appPaths,
 	})
-	pool := worker.NewPool(worker.PoolConfig{
+	observers := worker.Observers{srv.Observer()}
+	if hooks != nil {
+		observers = append(observers, hooks.Observer(settings.Hooks))
+	}
+	pool = worker.NewPool(worker.PoolConfig{
 		Python:          py,
 		Apps:            apps,
 		Workers:         settings.DirtyWorkers,
+		Timeout:         timeout,
 		GracefulTimeout: graceful,
 		Log:             log,
-	}, srv.Observer())
+	}, observers)
 	srv.SetPool(pool)
 
 	log.Infof("gdirty %s starting (pid: %d), %d workers x %d threads, apps: %s",
@@ -111,13 +135,13 @@ func runArbiter(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
-	return serve(log, srv, pool, listener, graceful)
+	return serve(log, errorlog, srv, pool, listener, graceful)
 }
 
 // serve runs the server and the pool until a stop signal. TERM and INT stop
 // gracefully: no new calls, calls in flight finish (up to the graceful
 // timeout), then the workers stop. QUIT stops at once.
-func serve(log *logrus.Logger, srv *arbiter.Server, pool *worker.Pool, l net.Listener, graceful time.Duration) error {
+func serve(log *logrus.Logger, errorlog *logFile, srv *arbiter.Server, pool *worker.Pool, l net.Listener, graceful time.Duration) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
 		syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
@@ -148,9 +172,7 @@ wait:
 				fast = true
 				break wait
 			default:
-				// Never die on a signal gunicorn's tooling may send
-				// (gunicorn's own arbiter dies on USR2).
-				log.Warnf("Received %s: not handled by this gdirty version, ignored", signalName(sig))
+				handleSignal(log, errorlog, pool, sig.(syscall.Signal))
 			}
 		case serveErr = <-served:
 			served = nil
@@ -180,6 +202,46 @@ wait:
 	}
 	log.Infof("gdirty exiting (pid: %d)", os.Getpid())
 	return serveErr
+}
+
+// handleSignal applies the signals that do not stop gdirty, following
+// gunicorn's dirty arbiter: HUP reloads the workers, TTIN/TTOU scale by
+// one (never below the largest per-app limit), USR1 reopens log files and
+// is forwarded to the workers. USR2 is ignored: gunicorn's arbiter dies on
+// it, gdirty must not.
+func handleSignal(log *logrus.Logger, errorlog *logFile, pool *worker.Pool, sig syscall.Signal) {
+	switch sig {
+	case syscall.SIGHUP:
+		log.Info("SIGHUP: reloading dirty workers")
+		pool.Reload()
+	case syscall.SIGTTIN:
+		r := pool.ScaleUp(1)
+		log.Infof("SIGTTIN: Increasing dirty workers to %d", r.Target)
+		if r.Reason != "" {
+			log.Warnf("SIGTTIN: no worker spawned: %s", r.Reason)
+		}
+	case syscall.SIGTTOU:
+		if pool.Target() <= pool.Minimum() {
+			log.Warnf("SIGTTOU: Cannot decrease below %d workers (required by app specs)", pool.Minimum())
+			return
+		}
+		r := pool.ScaleDown(1)
+		if r.Changed == 0 {
+			log.Warnf("SIGTTOU: %s", r.Reason)
+			return
+		}
+		log.Infof("SIGTTOU: Decreasing dirty workers to %d", r.Target)
+	case syscall.SIGUSR1:
+		log.Info("SIGUSR1: reopening log files")
+		if errorlog != nil {
+			if err := errorlog.Reopen(); err != nil {
+				log.Errorf("SIGUSR1: %v", err)
+			}
+		}
+		pool.Signal(syscall.SIGUSR1)
+	default:
+		log.Infof("Received %s: ignored", signalName(sig))
+	}
 }
 
 func signalName(s os.Signal) string {

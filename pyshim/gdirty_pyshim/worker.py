@@ -30,6 +30,7 @@ from gunicorn.dirty.errors import (
     DirtyWorkerError,
 )
 from gunicorn.dirty.tlv import TLVEncoder
+from gunicorn.workers.workertmp import WorkerTmp
 
 from . import link as L
 from .gconfig import load_cfg
@@ -65,7 +66,10 @@ class DirtyWorker:
         self.aborted = False
         self.alive = True
         self.apps = {}
-        self.tmp = None
+        # gunicorn's heartbeat file (created in worker_tmp_dir with the
+        # configured umask); gdirty's liveness travels on the link, but the
+        # file keeps worker.tmp and worker_tmp_dir behaving as in gunicorn.
+        self.tmp = WorkerTmp(cfg)
         self._jobs = queue.SimpleQueue()
         self._threads = []
         self._inflight = 0
@@ -107,15 +111,19 @@ class DirtyWorker:
 
     # -- serving --------------------------------------------------------------
 
+    def start_heartbeat(self):
+        """Prove liveness from the start, while apps load too: gdirty aborts
+        a worker that is stuck, not one that is slow to import a model."""
+        hb = threading.Thread(target=self._heartbeat, daemon=True,
+                              name="dirty-heartbeat")
+        hb.start()
+
     def serve(self):
         for i in range(max(1, self.cfg.dirty_threads)):
             t = threading.Thread(target=self._run_jobs, daemon=True,
                                  name=f"dirty-worker-{self.pid}-{i}")
             t.start()
             self._threads.append(t)
-        hb = threading.Thread(target=self._heartbeat, daemon=True,
-                              name="dirty-heartbeat")
-        hb.start()
         self.link.write(L.MSG_READY, 0, TLVEncoder.encode(
             {"pid": os.getpid(), "apps": self.app_paths}))
         while self.alive:
@@ -131,10 +139,11 @@ class DirtyWorker:
     def _heartbeat(self):
         timeout = self.cfg.dirty_timeout
         interval = min(timeout / 2.0, 1.0) if timeout > 0 else 1.0
-        while self.alive:
+        while True:
             try:
                 self.link.write(L.MSG_HEARTBEAT, 0)
-            except OSError:
+                self.tmp.notify()
+            except (OSError, ValueError):
                 return
             time.sleep(interval)
 
@@ -257,6 +266,12 @@ class DirtyWorker:
                 self._inflight_cv.wait(left)
         return True
 
+    def close_tmp(self):
+        try:
+            self.tmp.close()
+        except Exception:
+            pass
+
     def close_apps(self):
         for path, app in self.apps.items():
             try:
@@ -269,9 +284,12 @@ class DirtyWorker:
 def _install_signals(worker):
     def stop(sig, frame):
         worker.alive = False
-        raise _Shutdown(graceful=sig != signal.SIGQUIT)
+        if sig == signal.SIGABRT:
+            # gdirty aborts a worker that stopped proving liveness.
+            worker.aborted = True
+        raise _Shutdown(graceful=sig not in (signal.SIGQUIT, signal.SIGABRT))
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT):
         signal.signal(sig, stop)
     signal.signal(signal.SIGUSR1, lambda s, f: worker.log.reopen_files())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -300,6 +318,7 @@ def main(argv=None):
     worker = DirtyWorker(opts.age, opts.apps, cfg, log, link)
     _install_signals(worker)
 
+    worker.start_heartbeat()
     try:
         worker.boot()
     except _Shutdown:
@@ -324,6 +343,7 @@ def main(argv=None):
     if graceful:
         worker.drain(cfg.dirty_graceful_timeout)
     worker.close_apps()
+    worker.close_tmp()
     log.info("Dirty worker %s exiting", worker.pid)
     sys.stdout.flush()
     sys.stderr.flush()
