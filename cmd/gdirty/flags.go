@@ -17,6 +17,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-level", EnvVars: []string{"GDIRTY_LOG_LEVEL"}, Usage: "debug, info, warning, error, critical (default: the config's loglevel)"},
 		&cli.StringFlag{Name: "log-format", EnvVars: []string{"GDIRTY_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
 		&cli.IntFlag{Name: "max-queue", EnvVars: []string{"GDIRTY_MAX_QUEUE"}, Usage: "most calls that may wait for a free worker; more are refused at once (0: no bound)"},
+		&cli.IntFlag{Name: "parent-pid", EnvVars: []string{"GDIRTY_PARENT_PID"}, Usage: "shut the pool down when this process exits (default: the parent, when gdirty was started by gunicorn)"},
+		&cli.BoolFlag{Name: "no-pidfile", Usage: "do not write gunicorn's well-known dirty arbiter PID file (<tmp>/gunicorn-dirty-<proc_name>.pid)"},
 		&cli.StringFlag{Name: "gdirty-config", EnvVars: []string{"GDIRTY_CONFIG"}, Usage: "optional TOML file with gdirty's own settings (socket, python, log_level, log_format, max_queue)"},
 		// gunicorn's own flags, passed to gunicorn's config machinery so
 		// they override the config file exactly as on gunicorn's command line.

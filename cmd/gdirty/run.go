@@ -84,6 +84,21 @@ func runArbiter(c *cli.Context) error {
 		log.Out = errorlog
 	}
 
+	// gunicorn's orphan convention applies to an arbiter owned by a parent
+	// (the one that dies and leaves it behind): only then is the well-known
+	// PID file claimed, so standalone deployments never kill each other.
+	parentGone := watchParent(c, log)
+	if parentGone != nil && !c.Bool("no-pidfile") {
+		pf, note, err := arbiter.ClaimPidfile(arbiter.PidfilePath(procName(settings)))
+		if note != "" {
+			log.Warn(note)
+		}
+		if err != nil {
+			log.Warnf("%v", err)
+		}
+		defer pf.Remove()
+	}
+
 	var pool *worker.Pool
 	hooks, err := arbiterHooks(py, settings, log, socketPath, &pool)
 	if err != nil {
@@ -135,13 +150,13 @@ func runArbiter(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
-	return serve(log, errorlog, srv, pool, listener, graceful)
+	return serve(log, errorlog, srv, pool, listener, graceful, parentGone)
 }
 
 // serve runs the server and the pool until a stop signal. TERM and INT stop
 // gracefully: no new calls, calls in flight finish (up to the graceful
 // timeout), then the workers stop. QUIT stops at once.
-func serve(log *logrus.Logger, errorlog *logFile, srv *arbiter.Server, pool *worker.Pool, l net.Listener, graceful time.Duration) error {
+func serve(log *logrus.Logger, errorlog *logFile, srv *arbiter.Server, pool *worker.Pool, l net.Listener, graceful time.Duration, parentGone <-chan struct{}) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
 		syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
@@ -174,6 +189,9 @@ wait:
 			default:
 				handleSignal(log, errorlog, pool, sig.(syscall.Signal))
 			}
+		case <-parentGone:
+			log.Warnf("Parent process exited: graceful shutdown (up to %s)", graceful)
+			break wait
 		case serveErr = <-served:
 			served = nil
 			log.Errorf("Socket server stopped: %v", serveErr)
