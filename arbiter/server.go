@@ -66,8 +66,14 @@ func NewServer(cfg Config) *Server {
 	}
 }
 
-// SetPool tells the server which pool it reports on (STATUS).
-func (s *Server) SetPool(p *worker.Pool) { s.pool = p }
+// SetPool tells the server which pool it reports on (STATUS), recycles
+// workers of (timeouts) and scales (MANAGE, unless Config.Manage is set).
+func (s *Server) SetPool(p *worker.Pool) {
+	s.pool = p
+	if s.cfg.Manage == nil {
+		s.cfg.Manage = Manage{Pool: p}
+	}
+}
 
 // Observer returns the worker-lifecycle observer that keeps the router in
 // step with the pool.

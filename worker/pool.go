@@ -412,21 +412,32 @@ type ScaleResult struct {
 	Reason  string
 }
 
-// ScaleUp raises the target by n and spawns the workers.
+// ScaleUp adds up to n workers; the target grows only by the workers
+// actually spawned (none when every app has reached its worker limit), as
+// gunicorn's MANAGE add does.
 func (p *Pool) ScaleUp(n int) ScaleResult {
-	p.mu.Lock()
-	before := p.activeLocked()
-	p.target += n
-	target := p.target
-	p.mu.Unlock()
-	p.manage()
+	r := ScaleResult{}
+	for i := 0; i < n; i++ {
+		p.mu.Lock()
+		before := p.activeLocked()
+		p.target = max(p.target, before) + 1
+		p.mu.Unlock()
+		p.manage()
+		p.mu.Lock()
+		grew := p.activeLocked() > before
+		if !grew {
+			p.target--
+		}
+		p.mu.Unlock()
+		if !grew {
+			r.Reason = "All apps have reached their worker limits"
+			break
+		}
+		r.Changed++
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	after := p.activeLocked()
-	r := ScaleResult{Changed: after - before, Target: target, Total: after}
-	if r.Changed == 0 {
-		r.Reason = "All apps have reached their worker limits"
-	}
+	r.Target, r.Total = p.target, p.activeLocked()
 	return r
 }
 
