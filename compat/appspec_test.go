@@ -1,16 +1,20 @@
 package compat
 
-import "testing"
+import (
+	"encoding/json"
+	"strconv"
+	"testing"
+)
 
 type appSpecFile struct {
 	goldenMeta
 	Cases []struct {
-		Spec       string  `json:"spec"`
-		OK         bool    `json:"ok"`
-		ImportPath string  `json:"import_path"`
-		Workers    *uint64 `json:"workers"`
-		ErrorType  string  `json:"error_type"`
-		Message    string  `json:"message"`
+		Spec       string       `json:"spec"`
+		OK         bool         `json:"ok"`
+		ImportPath string       `json:"import_path"`
+		Workers    *json.Number `json:"workers"`
+		ErrorType  string       `json:"error_type"`
+		Message    string       `json:"message"`
 	} `json:"cases"`
 }
 
@@ -41,7 +45,7 @@ func TestParseAppSpecGolden(t *testing.T) {
 			diff = "Go import path " + got.ImportPath
 		case c.OK && c.Workers == nil && got.Workers != 0:
 			diff = "Go limits workers"
-		case c.OK && c.Workers != nil && uint64(got.Workers) != *c.Workers:
+		case c.OK && c.Workers != nil && strconv.Itoa(got.Workers) != c.Workers.String():
 			diff = "Go worker count differs"
 		case !c.OK && err == nil:
 			diff = "Go accepts it"

@@ -158,7 +158,7 @@ func pyStrRepr(s string) string {
 	}
 	var sb strings.Builder
 	sb.WriteRune(quote)
-	for _, r := range s {
+	for i, r := range s {
 		switch {
 		case r == quote || r == '\\':
 			sb.WriteByte('\\')
@@ -171,7 +171,9 @@ func pyStrRepr(s string) string {
 			sb.WriteString(`\r`)
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(&sb, `\x%02x`, r)
-		case r == utf8.RuneError:
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			// An invalid byte (no Python equivalent). A real U+FFFD in the
+			// string is printable and shown as is, as Python does.
 			sb.WriteString(`\ufffd`)
 		case !isPrintable(r):
 			switch {

@@ -99,3 +99,14 @@ func TestIsPrintableAllCodePoints(t *testing.T) {
 			newer, unicode.Version, rf.PythonVersion, rf.UnicodeVersion)
 	}
 }
+
+// A real U+FFFD is printable (Python shows it as is); an invalid byte in a
+// Go string, which Python strings cannot hold, is shown as '\ufffd'.
+func TestPyReprReplacementCharacter(t *testing.T) {
+	if got := PyRepr("a\uFFFDb"); got != "'a\uFFFDb'" {
+		t.Errorf("PyRepr(U+FFFD) = %s", got)
+	}
+	if got := PyRepr("a\xffb"); got != `'a\ufffdb'` {
+		t.Errorf("PyRepr(invalid byte) = %s", got)
+	}
+}

@@ -24,6 +24,10 @@ func exitCode(err error) int {
 	if errors.As(err, &ue) {
 		return 2
 	}
+	var child *childExitError
+	if errors.As(err, &child) {
+		return child.code
+	}
 	return 1
 }
 

@@ -8,13 +8,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
 
 func main() {
 	if err := newApp().Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "gdirty: %v\n", err)
+		var child *childExitError
+		if !errors.As(err, &child) {
+			fmt.Fprintf(os.Stderr, "gdirty: %v\n", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

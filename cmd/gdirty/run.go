@@ -1,29 +1,24 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/gdirty/gdirty/arbiter"
 	"github.com/gdirty/gdirty/worker"
 )
 
 func runArbiter(c *cli.Context) error {
-	if c.Args().Len() > 0 {
-		return &usageError{msg: fmt.Sprintf("unexpected argument %q (see gdirty --help)", c.Args().First())}
+	if c.Args().Len() > 0 && c.Args().First() == "--" {
+		return &usageError{msg: "expected a command after --"}
 	}
 	opts, err := readOptions(c)
 	if err != nil {
@@ -150,123 +145,20 @@ func runArbiter(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
-	return serve(log, errorlog, srv, pool, listener, graceful, parentGone)
-}
-
-// serve runs the server and the pool until a stop signal. TERM and INT stop
-// gracefully: no new calls, calls in flight finish (up to the graceful
-// timeout), then the workers stop. QUIT stops at once.
-func serve(log *logrus.Logger, errorlog *logFile, srv *arbiter.Server, pool *worker.Pool, l net.Listener, graceful time.Duration, parentGone <-chan struct{}) error {
+	// Signals are caught from here on: none may kill gdirty by default.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
-		syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+	signal.Notify(sigs, handledSignals...)
 	defer signal.Stop(sigs)
 
-	serveCtx, stopServing := context.WithCancel(context.Background())
-	defer stopServing()
-	poolCtx, stopPool := context.WithCancel(context.Background())
-	defer stopPool()
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx, l) }()
-	pooled := make(chan error, 1)
-	go func() { pooled <- pool.Run(poolCtx) }()
-
-	var serveErr error
-	fast := false
-wait:
-	for {
-		select {
-		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGTERM, syscall.SIGINT:
-				log.Infof("Received %s: graceful shutdown (up to %s)", signalName(sig), graceful)
-				break wait
-			case syscall.SIGQUIT:
-				log.Infof("Received %s: fast shutdown", signalName(sig))
-				fast = true
-				break wait
-			default:
-				handleSignal(log, errorlog, pool, sig.(syscall.Signal))
-			}
-		case <-parentGone:
-			log.Warnf("Parent process exited: graceful shutdown (up to %s)", graceful)
-			break wait
-		case serveErr = <-served:
-			served = nil
-			log.Errorf("Socket server stopped: %v", serveErr)
-			break wait
+	st := &stack{log: log, errorlog: errorlog, srv: srv, pool: pool, listener: listener, graceful: graceful, parentGone: parentGone}
+	if c.Args().Len() > 0 {
+		if st.child, st.childDone, err = startGunicorn(c.Args().Slice(), socketPath); err != nil {
+			listener.Close()
+			return err
 		}
+		log.Infof("Started %s (pid: %d) with GUNICORN_DIRTY_SOCKET=%s and its own dirty pool off", c.Args().First(), st.child.Process.Pid, socketPath)
 	}
-
-	stopServing()
-	if served != nil && !fast {
-		select {
-		case <-served:
-			served = nil
-		case <-time.After(graceful):
-			log.Warnf("Calls still running after %s; stopping workers", graceful)
-		case sig := <-sigs:
-			log.Infof("Received %s during shutdown: stopping now", signalName(sig))
-		}
-	}
-	if fast {
-		pool.Kill()
-	}
-	stopPool()
-	<-pooled
-	if served != nil {
-		<-served
-	}
-	log.Infof("gdirty exiting (pid: %d)", os.Getpid())
-	return serveErr
-}
-
-// handleSignal applies the signals that do not stop gdirty, following
-// gunicorn's dirty arbiter: HUP reloads the workers, TTIN/TTOU scale by
-// one (never below the largest per-app limit), USR1 reopens log files and
-// is forwarded to the workers. USR2 is ignored: gunicorn's arbiter dies on
-// it, gdirty must not.
-func handleSignal(log *logrus.Logger, errorlog *logFile, pool *worker.Pool, sig syscall.Signal) {
-	switch sig {
-	case syscall.SIGHUP:
-		log.Info("SIGHUP: reloading dirty workers")
-		pool.Reload()
-	case syscall.SIGTTIN:
-		r := pool.ScaleUp(1)
-		log.Infof("SIGTTIN: Increasing dirty workers to %d", r.Target)
-		if r.Reason != "" {
-			log.Warnf("SIGTTIN: no worker spawned: %s", r.Reason)
-		}
-	case syscall.SIGTTOU:
-		if pool.Target() <= pool.Minimum() {
-			log.Warnf("SIGTTOU: Cannot decrease below %d workers (required by app specs)", pool.Minimum())
-			return
-		}
-		r := pool.ScaleDown(1)
-		if r.Changed == 0 {
-			log.Warnf("SIGTTOU: %s", r.Reason)
-			return
-		}
-		log.Infof("SIGTTOU: Decreasing dirty workers to %d", r.Target)
-	case syscall.SIGUSR1:
-		log.Info("SIGUSR1: reopening log files")
-		if errorlog != nil {
-			if err := errorlog.Reopen(); err != nil {
-				log.Errorf("SIGUSR1: %v", err)
-			}
-		}
-		pool.Signal(syscall.SIGUSR1)
-	default:
-		log.Infof("Received %s: ignored", signalName(sig))
-	}
-}
-
-func signalName(s os.Signal) string {
-	if sig, ok := s.(syscall.Signal); ok {
-		return "SIG" + strings.ToUpper(strings.TrimPrefix(unix.SignalName(sig), "SIG"))
-	}
-	return s.String()
+	return st.run(sigs)
 }
 
 // oneLine reduces the loader's message to the line that says what is wrong;
