@@ -2,7 +2,6 @@ package worker
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,7 +50,7 @@ type WorkerView struct {
 // ViewOf describes a worker process for hooks.
 func ViewOf(p *Process, alive bool) WorkerView {
 	v := WorkerView{PID: p.PID, Age: p.Age, PPID: os.Getpid(), Apps: p.Apps, Booted: p.Booted(), Alive: alive}
-	if !alive && p.cmd.ProcessState != nil {
+	if !alive && p.status.known {
 		code := p.ExitCode()
 		v.ExitCode = &code
 	}
@@ -78,7 +77,7 @@ type HookHost struct {
 // StartHookHost starts the hook host. state is called for every event to
 // give hooks a current view of the arbiter.
 func StartHookHost(py Python, log logrus.FieldLogger, state func() ArbiterState) (*HookHost, error) {
-	cmd := py.command(context.Background(), "gdirty_pyshim.hooks", py.GunicornArgs...)
+	cmd := py.command("gdirty_pyshim.hooks", py.GunicornArgs...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("hook host stdin: %w", err)

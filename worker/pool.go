@@ -34,7 +34,7 @@ type Observer interface {
 
 // PoolConfig configures a Pool.
 type PoolConfig struct {
-	Python  Python
+	Spawner Spawner
 	Apps    []compat.AppSpec
 	Workers int
 	// Timeout is dirty_timeout: a worker silent (no heartbeat) for longer
@@ -215,8 +215,7 @@ func (p *Pool) spawn(apps []string, replaces *member) (*member, error) {
 	p.age++
 	age := p.age
 	p.mu.Unlock()
-	w, err := startProcess(spawnOptions{
-		Python:     p.cfg.Python,
+	w, err := p.cfg.Spawner.Spawn(spawnOptions{
 		Age:        age,
 		Apps:       apps,
 		OnReady:    p.ready,
@@ -271,7 +270,7 @@ func (p *Pool) reap(w *Process) time.Duration {
 	case code == bootErrorExit:
 		p.log.Errorf("Dirty worker failed to boot (pid:%d, apps: %v); see its error above", w.PID, w.Apps)
 	case code < 0:
-		p.log.Warnf("Dirty worker (pid:%d) killed by signal: %v", w.PID, w.ExitErr())
+		p.log.Warnf("Dirty worker (pid:%d) ended: %s", w.PID, w.ExitStatus())
 	default:
 		p.log.Infof("Dirty worker exited (pid:%d, status %d)", w.PID, code)
 	}
@@ -387,6 +386,12 @@ func (p *Pool) Reload() {
 	}
 	p.mu.Unlock()
 	sort.Slice(olds, func(i, j int) bool { return olds[i].p.Age < olds[j].p.Age })
+	if r, ok := p.cfg.Spawner.(interface{ Refresh() error }); ok {
+		// Replacements must run the apps' current code.
+		if err := r.Refresh(); err != nil {
+			p.log.Errorf("Reload: cannot restart the fork server (%v); replacements reuse the running one", err)
+		}
+	}
 	p.log.Infof("Reloading %d dirty workers", len(olds))
 	for _, old := range olds {
 		if _, err := p.spawn(old.p.Apps, old); err != nil {

@@ -1,10 +1,8 @@
 package worker
 
 import (
-	"context"
+	"errors"
 	"fmt"
-
-	"github.com/gdirty/gdirty/compat"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gdirty/gdirty/compat"
 )
 
 // Process is one running Python dirty worker and its link.
@@ -19,20 +19,44 @@ type Process struct {
 	Age  int
 	Apps []string
 	PID  int
-	// Started is when the process was exec'd.
+	// Started is when the process was started.
 	Started time.Time
 
-	cmd  *exec.Cmd
 	link *Link
 
 	mu            sync.Mutex
 	booted        bool
 	lastHeartbeat time.Time
-	aborted       bool
 
-	done     chan struct{} // closed once the process is reaped
-	exitErr  error
+	done     chan struct{} // closed once the process has exited
+	status   exitStatus
 	linkDone chan struct{} // closed once the link reader finished
+}
+
+// exitStatus is how a worker ended: an exit code, or the signal that
+// killed it (code -1), or unknown (its parent could not tell).
+type exitStatus struct {
+	code   int
+	signal syscall.Signal
+	known  bool
+}
+
+func (s exitStatus) String() string {
+	switch {
+	case !s.known:
+		return "unknown status"
+	case s.signal != 0:
+		return "signal: " + s.signal.String()
+	default:
+		return fmt.Sprintf("exit status %d", s.code)
+	}
+}
+
+func statusFromWait(ws syscall.WaitStatus) exitStatus {
+	if ws.Signaled() {
+		return exitStatus{code: -1, signal: ws.Signal(), known: true}
+	}
+	return exitStatus{code: ws.ExitStatus(), known: true}
 }
 
 // Link returns the process's link.
@@ -54,20 +78,31 @@ func (p *Process) LastHeartbeat() time.Time {
 
 // Signal sends sig to the worker process.
 func (p *Process) Signal(sig syscall.Signal) error {
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	select {
+	case <-p.done:
+		return nil // already gone: its PID may belong to someone else now
+	default:
+	}
+	if err := syscall.Kill(p.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal worker %d: %w", p.PID, err)
 	}
 	return nil
 }
 
-// Done is closed when the process has exited and been reaped.
+// Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// ExitErr is the process's exit status (valid after Done).
-func (p *Process) ExitErr() error { return p.exitErr }
+// ExitStatus describes how the process ended (valid after Done).
+func (p *Process) ExitStatus() string { return p.status.String() }
 
-// ExitCode returns the exit code, or -1 if killed by a signal (after Done).
-func (p *Process) ExitCode() int { return p.cmd.ProcessState.ExitCode() }
+// ExitCode returns the exit code, or -1 if killed by a signal or unknown
+// (valid after Done).
+func (p *Process) ExitCode() int {
+	if !p.status.known {
+		return -1
+	}
+	return p.status.code
+}
 
 // processEvents connects a Process's link to whoever supervises it.
 type processEvents struct {
@@ -98,9 +133,8 @@ func (e processEvents) CallDone() {
 	}
 }
 
-// spawnOptions are the per-spawn inputs of startProcess.
+// spawnOptions are the per-spawn inputs of a Spawner.
 type spawnOptions struct {
-	Python  Python
 	Age     int
 	Apps    []string
 	OnReady func(*Process)
@@ -108,65 +142,57 @@ type spawnOptions struct {
 	OnCallDone func(*Process)
 }
 
-// startProcess execs a worker host connected by a socketpair. The worker
-// runs in its own process group so a terminal's Ctrl-C reaches only gdirty,
-// which then stops the pool in order.
-func startProcess(o spawnOptions) (*Process, error) {
+// Spawner starts worker processes.
+type Spawner interface {
+	Spawn(o spawnOptions) (*Process, error)
+	// Close releases the spawner; live workers are not affected.
+	Close()
+}
+
+// newLinkPair returns gdirty's end of a fresh worker link (as a net.Conn)
+// and the worker's end (as a file to hand over).
+func newLinkPair() (net.Conn, *os.File, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("create worker link: %w", err)
+		return nil, nil, fmt.Errorf("create worker link: %w", err)
 	}
 	parentFile := os.NewFile(uintptr(fds[0]), "gdirty-link")
 	childFile := os.NewFile(uintptr(fds[1]), "gdirty-link-worker")
-	defer childFile.Close()
 	conn, err := net.FileConn(parentFile)
 	parentFile.Close()
 	if err != nil {
 		childFile.Close()
-		return nil, fmt.Errorf("wrap worker link: %w", err)
+		return nil, nil, fmt.Errorf("wrap worker link: %w", err)
 	}
+	return conn, childFile, nil
+}
 
-	args := []string{"--link-fd", "3", "--age", strconv.Itoa(o.Age)}
-	for _, a := range o.Apps {
-		args = append(args, "--app", a)
-	}
-	args = append(args, "--")
-	args = append(args, o.Python.GunicornArgs...)
-	// Not CommandContext: the pool decides how a worker is stopped.
-	cmd := o.Python.command(context.Background(), "gdirty_pyshim.worker", args...)
-	cmd.ExtraFiles = []*os.File{childFile}
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("start worker (%s): %w", o.Python.Interpreter, err)
-	}
-
+// newProcess wires a started worker to its link. exited must deliver the
+// exit status exactly once.
+func newProcess(o spawnOptions, pid int, conn net.Conn, exited <-chan exitStatus) *Process {
 	p := &Process{
 		Age:      o.Age,
 		Apps:     append([]string(nil), o.Apps...),
-		PID:      cmd.Process.Pid,
+		PID:      pid,
 		Started:  time.Now(),
-		cmd:      cmd,
 		done:     make(chan struct{}),
 		linkDone: make(chan struct{}),
 	}
 	p.lastHeartbeat = p.Started
-	p.link = newLink(conn, p.PID, processEvents{p: p, onReady: o.OnReady, onDone: o.OnCallDone})
+	p.link = newLink(conn, pid, processEvents{p: p, onReady: o.OnReady, onDone: o.OnCallDone})
 	go func() {
 		defer close(p.linkDone)
 		_ = p.link.run(p.deathError)
 	}()
 	go func() {
-		p.exitErr = cmd.Wait()
+		p.status = <-exited
 		// A worker's own children may hold the link open; once the worker
-		// is reaped its calls are lost, so fail them now.
+		// is gone its calls are lost, so fail them now.
 		p.link.Close()
 		<-p.linkDone
 		close(p.done)
 	}()
-	return p, nil
+	return p
 }
 
 // deathError is what every call the worker still held receives when its
@@ -174,3 +200,52 @@ func startProcess(o spawnOptions) (*Process, error) {
 func (p *Process) deathError(cause error) *compat.DirtyError {
 	return compat.ErrWorker(fmt.Sprintf("Worker communication failed: worker %d exited", p.PID), p.PID)
 }
+
+// ExecSpawner starts each worker by exec of the pyshim worker host. It is
+// the fallback when the fork server is unavailable.
+type ExecSpawner struct {
+	Python Python
+}
+
+// Spawn implements Spawner.
+func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
+	conn, childFile, err := newLinkPair()
+	if err != nil {
+		return nil, err
+	}
+	defer childFile.Close()
+	args := []string{"--link-fd", "3", "--age", strconv.Itoa(o.Age)}
+	for _, a := range o.Apps {
+		args = append(args, "--app", a)
+	}
+	args = append(args, "--")
+	args = append(args, s.Python.GunicornArgs...)
+	cmd := s.Python.command("gdirty_pyshim.worker", args...)
+	cmd.ExtraFiles = []*os.File{childFile}
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	// Its own process group, so a terminal's Ctrl-C reaches only gdirty,
+	// which then stops the pool in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start worker (%s): %w", s.Python.Interpreter, err)
+	}
+	exited := make(chan exitStatus, 1)
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			exited <- exitStatus{code: 0, known: true}
+		case errors.As(err, &ee):
+			exited <- statusFromWait(ee.Sys().(syscall.WaitStatus))
+		default:
+			exited <- exitStatus{}
+		}
+	}()
+	return newProcess(o, cmd.Process.Pid, conn, exited), nil
+}
+
+// Close implements Spawner.
+func (ExecSpawner) Close() {}

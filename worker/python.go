@@ -22,9 +22,9 @@ type Python struct {
 	Env []string
 }
 
-func (p Python) command(ctx context.Context, module string, args ...string) *exec.Cmd {
+func (p Python) command(module string, args ...string) *exec.Cmd {
 	argv := append([]string{"-c", bootstrap(p.ShimDir, module)}, args...)
-	cmd := exec.CommandContext(ctx, p.Interpreter, argv...)
+	cmd := exec.Command(p.Interpreter, argv...)
 	cmd.Env = p.Env
 	return cmd
 }
@@ -40,7 +40,13 @@ func (e *ConfigError) Error() string { return e.Message }
 // LoadSettings evaluates the gunicorn configuration through the shim's
 // loader (gunicorn's own config machinery) and returns the settings.
 func (p Python) LoadSettings(ctx context.Context) (*compat.Settings, error) {
-	cmd := p.command(ctx, "gdirty_pyshim.config", p.GunicornArgs...)
+	cmd := p.command("gdirty_pyshim.config", p.GunicornArgs...)
+	stop := context.AfterFunc(ctx, func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	defer stop()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

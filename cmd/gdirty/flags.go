@@ -19,6 +19,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-queue", EnvVars: []string{"GDIRTY_MAX_QUEUE"}, Usage: "most calls that may wait for a free worker; more are refused at once (0: no bound)"},
 		&cli.IntFlag{Name: "parent-pid", EnvVars: []string{"GDIRTY_PARENT_PID"}, Usage: "shut the pool down when this process exits (default: the parent, when gdirty was started by gunicorn)"},
 		&cli.BoolFlag{Name: "no-pidfile", Usage: "do not write gunicorn's well-known dirty arbiter PID file (<tmp>/gunicorn-dirty-<proc_name>.pid)"},
+		&cli.StringFlag{Name: "spawn", EnvVars: []string{"GDIRTY_SPAWN"}, Value: "fork", Usage: "how workers start: fork (from a fork server that imported the apps once: fast respawn) or exec (a fresh interpreter each time)"},
 		&cli.StringFlag{Name: "gdirty-config", EnvVars: []string{"GDIRTY_CONFIG"}, Usage: "optional TOML file with gdirty's own settings (socket, python, log_level, log_format, max_queue)"},
 		// gunicorn's own flags, passed to gunicorn's config machinery so
 		// they override the config file exactly as on gunicorn's command line.

@@ -126,12 +126,17 @@ func runArbiter(c *cli.Context) error {
 		Log:      log,
 		Apps:     appPaths,
 	})
+	spawner, err := newSpawner(c.String("spawn"), py, log)
+	if err != nil {
+		return err
+	}
+	defer spawner.Close()
 	observers := worker.Observers{srv.Observer()}
 	if hooks != nil {
 		observers = append(observers, hooks.Observer(settings.Hooks))
 	}
 	pool = worker.NewPool(worker.PoolConfig{
-		Python:          py,
+		Spawner:         spawner,
 		Apps:            apps,
 		Workers:         settings.DirtyWorkers,
 		Timeout:         timeout,

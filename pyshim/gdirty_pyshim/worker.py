@@ -309,13 +309,18 @@ def main(argv=None):
     gargs = opts.gunicorn_args
     if gargs and gargs[0] == "--":
         gargs = gargs[1:]
-    sock = socket.socket(fileno=opts.link_fd)
-    link = L.Link(sock)
-
     cfg = load_cfg(gargs)
     log = cfg.logger_class(cfg)
+    run(opts.link_fd, opts.age, opts.apps, cfg, log)
+
+
+def run(link_fd, age, apps, cfg, log):
+    """Boot and serve one worker on link_fd; never returns. Used after exec
+    (main) and in a child forked by the fork server (cfg already loaded,
+    app modules already imported)."""
+    link = L.Link(socket.socket(fileno=link_fd))
     util._setproctitle(f"dirty-worker [{cfg.proc_name}]")
-    worker = DirtyWorker(opts.age, opts.apps, cfg, log, link)
+    worker = DirtyWorker(age, apps, cfg, log, link)
     _install_signals(worker)
 
     worker.start_heartbeat()
