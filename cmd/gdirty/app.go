@@ -50,6 +50,7 @@ func newApp() *cli.App {
 		Flags:           runFlags(),
 		Action:          runArbiter,
 		Commands: []*cli.Command{
+			statusCommand(),
 			{
 				Name:  "version",
 				Usage: "print gdirty's version and the gunicorn versions it supports",

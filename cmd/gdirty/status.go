@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gdirty/gdirty/arbiter"
+	"github.com/gdirty/gdirty/compat"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "ask a running dirty arbiter (gdirty or gunicorn's own) for its workers",
+		UsageText: "gdirty status [--socket PATH] [--json]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "socket", EnvVars: []string{"GUNICORN_DIRTY_SOCKET", "GDIRTY_SOCKET"}, Usage: "arbiter socket (default: $GUNICORN_DIRTY_SOCKET)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the raw STATUS result as JSON"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long"},
+		},
+		Action: func(c *cli.Context) error {
+			path := c.String("socket")
+			if path == "" {
+				return &usageError{msg: "no socket: pass --socket or set GUNICORN_DIRTY_SOCKET"}
+			}
+			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+			defer cancel()
+			result, err := arbiter.Query(ctx, path, compat.MsgStatus, nil)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(toJSON(result))
+			}
+			return printStatus(c.App.Writer, result)
+		},
+	}
+}
+
+// toJSON converts a decoded TLV value to something encoding/json keeps in
+// order and renders like Python's json (dicts stay ordered).
+func toJSON(v any) any {
+	switch x := v.(type) {
+	case *compat.Dict:
+		return orderedJSON{x}
+	case []any:
+		out := make([]any, len(x))
+		for i, item := range x {
+			out[i] = toJSON(item)
+		}
+		return out
+	case []byte:
+		return string(x)
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return compat.PyFloatRepr(x)
+		}
+		return x
+	default:
+		return x
+	}
+}
+
+type orderedJSON struct{ d *compat.Dict }
+
+func (o orderedJSON) MarshalJSON() ([]byte, error) {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := 0; i < o.d.Len(); i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(o.d.Keys[i])
+		v, err := json.Marshal(toJSON(o.d.Values[i]))
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return []byte(b.String()), nil
+}
+
+func printStatus(w io.Writer, result any) error {
+	d, ok := result.(*compat.Dict)
+	if !ok {
+		return fmt.Errorf("unexpected STATUS result: %s", compat.PyRepr(result))
+	}
+	get := func(d *compat.Dict, k string) any { v, _ := d.Get(k); return v }
+	fmt.Fprintf(w, "arbiter pid %s, %s workers\napps: %s\n\n",
+		compat.PyStr(get(d, "arbiter_pid")), compat.PyStr(get(d, "worker_count")), joinList(get(d, "apps")))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PID\tAGE\tBOOTED\tHEARTBEAT\tAPPS")
+	workers, _ := get(d, "workers").([]any)
+	for _, wv := range workers {
+		wd, ok := wv.(*compat.Dict)
+		if !ok {
+			continue
+		}
+		booted := "no"
+		if b, _ := get(wd, "booted").(bool); b {
+			booted = "yes"
+		}
+		hb := "-"
+		if f, ok := get(wd, "last_heartbeat").(float64); ok {
+			hb = fmt.Sprintf("%.2fs ago", f)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", compat.PyStr(get(wd, "pid")), compat.PyStr(get(wd, "age")), booted, hb, joinList(get(wd, "apps")))
+	}
+	return tw.Flush()
+}
+
+func joinList(v any) string {
+	items, _ := v.([]any)
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = compat.PyStr(it)
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
