@@ -105,17 +105,25 @@ func (c *clientConn) serveLocal(h compat.Header, payload []byte, svc Service) {
 }
 
 func (c *clientConn) handleRequest(id uint64, payload []byte) {
+	started := c.s.metrics.CallStarted()
 	route, err := compat.ScanRequest(payload)
 	if err != nil {
 		c.write(compat.ErrProtocol(err).Frame(id))
+		c.s.metrics.CallFinished(route.AppPath, route.Action, OutcomeProtocol, started)
 		return
 	}
 	w, call, derr := c.dispatch(route.AppPath, payload)
 	if derr != nil {
 		c.write(derr.Frame(id))
+		outcome := OutcomeNoWorkers
+		if derr.Type == "DirtyTimeoutError" {
+			outcome = OutcomeTimeout
+		}
+		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 		return
 	}
-	c.relay(id, w, call)
+	outcome := c.relay(id, w, call)
+	c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 }
 
 // dispatch acquires a worker and starts the call on it. A worker that died
@@ -147,7 +155,7 @@ func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *wor
 // dirty_timeout per frame, as in gunicorn; on timeout the call is abandoned
 // (its late answer is dropped by link id) and the client gets
 // DirtyTimeoutError.
-func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) {
+func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) string {
 	timeout := c.s.cfg.Timeout
 	var timer *time.Timer
 	var expired <-chan time.Time
@@ -161,14 +169,14 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) {
 		case f := <-call.Frames:
 			if f.Err != nil {
 				c.write(f.Err.Frame(id))
-				return
+				return OutcomeWorker
 			}
 			if !c.writeFrame(f.Type, id, f.Payload) {
 				w.Link().Abandon(call)
-				return
+				return OutcomeClient
 			}
 			if f.Final() {
-				return
+				return finalOutcome(f)
 			}
 			if timer != nil {
 				timer.Reset(timeout)
@@ -182,9 +190,21 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) {
 				c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
 			}
 			c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
-			return
+			return OutcomeTimeout
 		}
 	}
+}
+
+// finalOutcome classifies a call's last frame (for metrics only: the
+// frame itself is forwarded untouched).
+func finalOutcome(f worker.Frame) string {
+	if f.Type != compat.MsgError {
+		return OutcomeOK
+	}
+	if compat.ErrorType(f.Payload) == "DirtyAppError" {
+		return OutcomeAppError
+	}
+	return OutcomeError
 }
 
 func (c *clientConn) writeResult(id uint64, result any) {

@@ -35,15 +35,18 @@ type Config struct {
 	// message type is refused with a DirtyError.
 	Stash  Service
 	Manage Service
+	// Metrics, when set, records calls and worker lifecycle.
+	Metrics *Metrics
 }
 
 // Server is the arbiter: listener, per-connection handlers and router.
 type Server struct {
-	cfg    Config
-	log    logrus.FieldLogger
-	router *Router[*worker.Process]
-	pool   *worker.Pool
-	start  time.Time
+	cfg     Config
+	log     logrus.FieldLogger
+	router  *Router[*worker.Process]
+	pool    *worker.Pool
+	start   time.Time
+	metrics *Metrics
 
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}
@@ -58,11 +61,12 @@ func NewServer(cfg Config) *Server {
 		cfg.WriteTimeout = 30 * time.Second
 	}
 	return &Server{
-		cfg:    cfg,
-		log:    cfg.Log,
-		router: NewRouter[*worker.Process](cfg.Threads, cfg.MaxQueue),
-		conns:  map[*clientConn]struct{}{},
-		start:  time.Now(),
+		cfg:     cfg,
+		log:     cfg.Log,
+		router:  NewRouter[*worker.Process](cfg.Threads, cfg.MaxQueue),
+		conns:   map[*clientConn]struct{}{},
+		start:   time.Now(),
+		metrics: cfg.Metrics,
 	}
 }
 
@@ -81,11 +85,27 @@ func (s *Server) Observer() worker.Observer { return poolObserver{s} }
 
 type poolObserver struct{ s *Server }
 
-func (o poolObserver) WorkerStarted(p *worker.Process)  { o.s.router.Add(p, p.Apps) }
-func (o poolObserver) WorkerReady(p *worker.Process)    { o.s.router.Ready(p) }
-func (o poolObserver) WorkerRetiring(p *worker.Process) { o.s.router.Drain(p) }
-func (o poolObserver) WorkerExited(p *worker.Process)   { o.s.router.Remove(p) }
-func (o poolObserver) CallDone(p *worker.Process)       { o.s.router.Release(p) }
+func (o poolObserver) WorkerStarted(p *worker.Process) {
+	o.s.router.Add(p, p.Apps)
+	o.s.metrics.WorkerStarted()
+}
+
+func (o poolObserver) WorkerReady(p *worker.Process) { o.s.router.Ready(p) }
+
+func (o poolObserver) WorkerRetiring(p *worker.Process) {
+	o.s.router.Drain(p)
+	o.s.metrics.WorkerRetired()
+}
+
+func (o poolObserver) WorkerExited(p *worker.Process) {
+	o.s.router.Remove(p)
+	o.s.metrics.WorkerExited()
+}
+
+func (o poolObserver) CallDone(p *worker.Process) { o.s.router.Release(p) }
+
+// Queued returns how many calls wait for a worker (for metrics).
+func (s *Server) Queued() int { return s.router.Queued() }
 
 // Serve accepts clients on l until ctx is cancelled, then stops accepting,
 // lets every connection finish the call it is running, and returns.

@@ -94,3 +94,18 @@ func ErrProtocol(err error) *DirtyError {
 func ResponsePayload(result any) ([]byte, error) {
 	return Encode(NewDict("result", result))
 }
+
+// ErrorType returns the error_type of an ERROR payload without decoding
+// the rest ("" when it has none). For classification only.
+func ErrorType(payload []byte) string {
+	v, err := Decode(payload)
+	if err != nil {
+		return ""
+	}
+	d, _ := v.(*Dict)
+	ev, _ := d.Get("error")
+	ed, _ := ev.(*Dict)
+	t, _ := ed.Get("error_type")
+	s, _ := t.(string)
+	return s
+}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
+
+	"github.com/gdirty/gdirty/arbiter/stash"
 )
 
 func runFlags() []cli.Flag {
@@ -20,7 +22,9 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "parent-pid", EnvVars: []string{"GDIRTY_PARENT_PID"}, Usage: "shut the pool down when this process exits (default: the parent, when gdirty was started by gunicorn)"},
 		&cli.BoolFlag{Name: "no-pidfile", Usage: "do not write gunicorn's well-known dirty arbiter PID file (<tmp>/gunicorn-dirty-<proc_name>.pid)"},
 		&cli.StringFlag{Name: "spawn", EnvVars: []string{"GDIRTY_SPAWN"}, Value: "fork", Usage: "how workers start: fork (from a fork server that imported the apps once: fast respawn) or exec (a fresh interpreter each time)"},
-		&cli.StringFlag{Name: "gdirty-config", EnvVars: []string{"GDIRTY_CONFIG"}, Usage: "optional TOML file with gdirty's own settings (socket, python, log_level, log_format, max_queue)"},
+		&cli.Int64Flag{Name: "stash-max-bytes", EnvVars: []string{"GDIRTY_STASH_MAX_BYTES"}, Value: stash.DefaultMaxBytes, Usage: "memory bound of the stash (raw key and value bytes plus a fixed per-entry overhead); a put past it fails with StashError (0: no bound)"},
+		&cli.StringFlag{Name: "metrics-bind", EnvVars: []string{"GDIRTY_METRICS_BIND"}, Usage: "serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9191); off by default"},
+		&cli.StringFlag{Name: "gdirty-config", EnvVars: []string{"GDIRTY_CONFIG"}, Usage: "optional TOML file with gdirty's own settings (socket, python, log_level, log_format, max_queue, stash_max_bytes)"},
 		// gunicorn's own flags, passed to gunicorn's config machinery so
 		// they override the config file exactly as on gunicorn's command line.
 		&cli.StringSliceFlag{Name: "dirty-app", Usage: "as gunicorn --dirty-app (repeatable)"},
@@ -33,13 +37,17 @@ func runFlags() []cli.Flag {
 
 // options are gdirty's own settings after CLI > env > TOML > default.
 type options struct {
-	Config       string
-	Socket       string `toml:"socket"`
-	Python       string `toml:"python"`
-	LogLevel     string `toml:"log_level"`
-	LogFormat    string `toml:"log_format"`
-	MaxQueue     int    `toml:"max_queue"`
-	GunicornArgs []string
+	Config    string
+	Socket    string `toml:"socket"`
+	Python    string `toml:"python"`
+	LogLevel  string `toml:"log_level"`
+	LogFormat string `toml:"log_format"`
+	MaxQueue  int    `toml:"max_queue"`
+	// StashMaxBytes bounds the stash's memory (0: unbounded); nil in the
+	// TOML means "not set there".
+	StashMaxBytes     int64  `toml:"-"`
+	TOMLStashMaxBytes *int64 `toml:"stash_max_bytes"`
+	GunicornArgs      []string
 }
 
 func readOptions(c *cli.Context) (*options, error) {
@@ -66,6 +74,13 @@ func readOptions(c *cli.Context) (*options, error) {
 	o.LogFormat = pick("log-format", o.LogFormat)
 	if c.IsSet("max-queue") || o.MaxQueue == 0 {
 		o.MaxQueue = c.Int("max-queue")
+	}
+	o.StashMaxBytes = c.Int64("stash-max-bytes")
+	if !c.IsSet("stash-max-bytes") && o.TOMLStashMaxBytes != nil {
+		o.StashMaxBytes = *o.TOMLStashMaxBytes
+	}
+	if o.StashMaxBytes < 0 {
+		return nil, &usageError{msg: "--stash-max-bytes must be >= 0 (0: no bound)"}
 	}
 	if o.MaxQueue < 0 {
 		return nil, &usageError{msg: "--max-queue must be >= 0"}

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gdirty/gdirty/arbiter"
+	"github.com/gdirty/gdirty/arbiter/stash"
 	"github.com/gdirty/gdirty/worker"
 )
 
@@ -119,12 +120,28 @@ func runArbiter(c *cli.Context) error {
 	}
 	timeout := time.Duration(settings.DirtyTimeout) * time.Second
 	graceful := time.Duration(settings.DirtyGracefulTimeout) * time.Second
-	srv := arbiter.NewServer(arbiter.Config{
+	// The stash, with the tables the apps declare in `stashes` existing
+	// from the start (gunicorn documents this but never creates them).
+	stashStore := stash.NewMemory(opts.StashMaxBytes)
+	for _, a := range settings.DirtyApps {
+		if err := stash.EnsureTables(stashStore, a.Stashes...); err != nil {
+			return &usageError{msg: fmt.Sprintf("%s: stashes of %s: %v", opts.Config, a.ImportPath, err)}
+		}
+	}
+	var srv *arbiter.Server
+	metrics, stopMetrics, err := newMetrics(c.String("metrics-bind"), appPaths, &srv, &pool, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	srv = arbiter.NewServer(arbiter.Config{
 		Timeout:  timeout,
 		Threads:  settings.DirtyThreads,
 		MaxQueue: opts.MaxQueue,
 		Log:      log,
 		Apps:     appPaths,
+		Stash:    stash.NewService(stashStore),
+		Metrics:  metrics,
 	})
 	spawner, err := newSpawner(c.String("spawn"), py, log)
 	if err != nil {

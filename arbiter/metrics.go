@@ -1,0 +1,134 @@
+package arbiter
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Call outcomes, the "outcome" label of gdirty_requests_total.
+const (
+	OutcomeOK        = "ok"         // RESPONSE, or a stream ended by END
+	OutcomeAppError  = "app_error"  // the app raised (DirtyAppError)
+	OutcomeError     = "error"      // any other error dict from the worker
+	OutcomeTimeout   = "timeout"    // dirty_timeout hit (waiting or running)
+	OutcomeNoWorkers = "no_workers" // no worker hosts the app, queue full
+	OutcomeWorker    = "worker_died"
+	OutcomeProtocol  = "protocol_error"
+	OutcomeClient    = "client_gone" // the client stopped reading
+)
+
+// maxActionsPerApp bounds the "action" label: action names come from
+// clients, and an unbounded label set is a memory leak.
+const maxActionsPerApp = 64
+
+// Metrics are gdirty's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	inFlight  prometheus.Gauge
+	starts    prometheus.Counter
+	deaths    prometheus.Counter
+	timeouts  prometheus.Counter
+	recycles  prometheus.Counter
+	mu        sync.Mutex
+	actions   map[string]map[string]bool
+	knownApps map[string]bool
+}
+
+// NewMetrics registers gdirty's metrics on reg. queueDepth and workers are
+// read at scrape time.
+func NewMetrics(reg prometheus.Registerer, apps []string, queueDepth, workers func() float64) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdirty_requests_total", Help: "Dirty calls by app, action and outcome.",
+		}, []string{"app", "action", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gdirty_request_duration_seconds",
+			Help:    "Time from a call's arrival to its final answer, by app.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"app"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdirty_requests_in_flight", Help: "Calls being answered now."}),
+		starts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_starts_total", Help: "Dirty worker processes started."}),
+		deaths:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_exits_total", Help: "Dirty worker processes that exited (any reason)."}),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_call_timeouts_total", Help: "Calls that hit dirty_timeout."}),
+		recycles: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_retirements_total", Help: "Workers retired (reload, scale down, stuck call)."}),
+		actions:  map[string]map[string]bool{},
+		knownApps: func() map[string]bool {
+			k := map[string]bool{}
+			for _, a := range apps {
+				k[a] = true
+			}
+			return k
+		}(),
+	}
+	reg.MustRegister(m.requests, m.latency, m.inFlight, m.starts, m.deaths, m.timeouts, m.recycles,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_queue_depth", Help: "Calls waiting for a free worker."}, queueDepth),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_workers", Help: "Live dirty worker processes."}, workers),
+	)
+	return m
+}
+
+// label bounds app and action to values that cannot grow without limit.
+func (m *Metrics) label(app, action string) (string, string) {
+	if !m.knownApps[app] {
+		return "(unknown)", "(unknown)"
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := m.actions[app]
+	if seen == nil {
+		seen = map[string]bool{}
+		m.actions[app] = seen
+	}
+	if !seen[action] {
+		if len(seen) >= maxActionsPerApp || len(action) > 64 {
+			return app, "(other)"
+		}
+		seen[action] = true
+	}
+	return app, action
+}
+
+// CallStarted counts a call in flight and returns its start time.
+func (m *Metrics) CallStarted() time.Time {
+	if m == nil {
+		return time.Time{}
+	}
+	m.inFlight.Inc()
+	return time.Now()
+}
+
+// CallFinished records a call's outcome and latency.
+func (m *Metrics) CallFinished(app, action, outcome string, started time.Time) {
+	if m == nil {
+		return
+	}
+	m.inFlight.Dec()
+	app, action = m.label(app, action)
+	m.requests.WithLabelValues(app, action, outcome).Inc()
+	m.latency.WithLabelValues(app).Observe(time.Since(started).Seconds())
+	if outcome == OutcomeTimeout {
+		m.timeouts.Inc()
+	}
+}
+
+// WorkerStarted, WorkerExited and WorkerRetired count lifecycle events.
+func (m *Metrics) WorkerStarted() {
+	if m != nil {
+		m.starts.Inc()
+	}
+}
+
+func (m *Metrics) WorkerExited() {
+	if m != nil {
+		m.deaths.Inc()
+	}
+}
+
+func (m *Metrics) WorkerRetired() {
+	if m != nil {
+		m.recycles.Inc()
+	}
+}
