@@ -165,34 +165,49 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) stri
 		expired = timer.C
 	}
 	for {
-		select {
-		case f := <-call.Frames:
-			if f.Err != nil {
-				c.write(f.Err.Frame(id))
-				return OutcomeWorker
+		f, ok, overflow := call.Next()
+		if overflow {
+			c.s.log.Warnf("Client fell %d MiB behind on a call; dropping it", worker.MaxQueuedBytes>>20)
+			c.markBroken()
+			return OutcomeClient
+		}
+		if !ok {
+			select {
+			case <-call.Ready():
+				continue
+			case <-expired:
+				return c.timedOut(id, w, call, timeout)
 			}
-			if !c.writeFrame(f.Type, id, f.Payload) {
-				w.Link().Abandon(call)
-				return OutcomeClient
-			}
-			if f.Final() {
-				return finalOutcome(f)
-			}
-			if timer != nil {
-				timer.Reset(timeout)
-			}
-		case <-expired:
+		}
+		if f.Err != nil {
+			c.write(f.Err.Frame(id))
+			return OutcomeWorker
+		}
+		if !c.writeFrame(f.Type, id, f.Payload) {
 			w.Link().Abandon(call)
-			c.s.log.Warnf("Dirty call timed out after %s on worker %d", timeout, w.PID)
-			if c.s.pool != nil {
-				// The worker still runs the call in a thread nothing can
-				// cancel; replace it so no later call is routed to it.
-				c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
-			}
-			c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
-			return OutcomeTimeout
+			return OutcomeClient
+		}
+		if f.Final() {
+			return finalOutcome(f)
+		}
+		if timer != nil {
+			timer.Reset(timeout)
 		}
 	}
+}
+
+// timedOut abandons a call whose worker stayed silent for dirty_timeout:
+// its late answer is dropped by link id, the worker is replaced (it still
+// runs the call in a thread nothing can cancel, so no later call may be
+// routed to it) and the client gets gunicorn's DirtyTimeoutError.
+func (c *clientConn) timedOut(id uint64, w *worker.Process, call *worker.Call, timeout time.Duration) string {
+	w.Link().Abandon(call)
+	c.s.log.Warnf("Dirty call timed out after %s on worker %d", timeout, w.PID)
+	if c.s.pool != nil {
+		c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
+	}
+	c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
+	return OutcomeTimeout
 }
 
 // finalOutcome classifies a call's last frame (for metrics only: the
@@ -231,13 +246,17 @@ func (c *clientConn) writeBufs(b net.Buffers) bool {
 	}
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	if _, err := b.WriteTo(c.conn); err != nil {
-		c.mu.Lock()
-		c.broken = true
-		c.mu.Unlock()
+		c.markBroken()
 		c.s.log.Debugf("Client write failed: %v", err)
 		return false
 	}
 	return true
+}
+
+func (c *clientConn) markBroken() {
+	c.mu.Lock()
+	c.broken = true
+	c.mu.Unlock()
 }
 
 func (c *clientConn) isBroken() bool {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/gdirty/gdirty/compat"
 )
@@ -31,23 +32,12 @@ func (f Frame) Final() bool {
 	return f.Err != nil || f.Type == compat.MsgResponse || f.Type == compat.MsgError || f.Type == compat.MsgEnd
 }
 
+// linkWriteTimeout bounds one write to a worker: a worker that stops
+// reading its link is treated as dead rather than blocking its callers.
+const linkWriteTimeout = 30 * time.Second
+
 // ErrLinkClosed is returned when a call is started on a dead link.
 var ErrLinkClosed = errors.New("worker link closed")
-
-// Call is one request in flight on a link.
-type Call struct {
-	// Frames receives the answer frames; the last one is Final.
-	Frames chan Frame
-	id     uint64
-	// gone is closed when the caller stops listening (timeout, shutdown):
-	// later frames are dropped instead of blocking the link.
-	gone     chan struct{}
-	goneOnce sync.Once
-}
-
-// callBuffer is how many frames may wait for a slow caller before the
-// link reader waits for it.
-const callBuffer = 32
 
 // LinkEvents receives what a link learns besides call answers.
 type LinkEvents interface {
@@ -83,7 +73,7 @@ func newLink(conn net.Conn, pid int, events LinkEvents) *Link {
 // Start sends a REQUEST with the client's original payload and returns
 // the call whose Frames carry the answer.
 func (l *Link) Start(payload []byte) (*Call, error) {
-	c := &Call{Frames: make(chan Frame, callBuffer), gone: make(chan struct{})}
+	c := newCall()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -98,6 +88,7 @@ func (l *Link) Start(payload []byte) (*Call, error) {
 	compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgRequest, Length: uint32(len(payload)), ID: c.id})
 	bufs := net.Buffers{hdr[:], payload}
 	l.wmu.Lock()
+	_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
 	_, err := bufs.WriteTo(l.conn)
 	l.wmu.Unlock()
 	if err != nil {
@@ -110,9 +101,7 @@ func (l *Link) Start(payload []byte) (*Call, error) {
 
 // Abandon tells the link the caller no longer listens to c. The worker is
 // still busy with it until its final frame arrives.
-func (l *Link) Abandon(c *Call) {
-	c.goneOnce.Do(func() { close(c.gone) })
-}
+func (l *Link) Abandon(c *Call) { c.abandon() }
 
 // Close closes the link; the worker exits when it sees EOF.
 func (l *Link) Close() error { return l.conn.Close() }
@@ -185,17 +174,7 @@ func (l *Link) deliver(id uint64, f Frame) {
 	}
 }
 
-func (l *Link) send(c *Call, f Frame) {
-	select {
-	case <-c.gone:
-		return
-	default:
-	}
-	select {
-	case c.Frames <- f:
-	case <-c.gone:
-	}
-}
+func (l *Link) send(c *Call, f Frame) { c.push(f) }
 
 // readLinkFrame reads a frame, accepting gunicorn's answer types and the
 // link's own ones.
