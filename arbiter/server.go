@@ -6,12 +6,15 @@ package arbiter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gdirty/gdirty/compat"
 	"github.com/gdirty/gdirty/worker"
 )
 
@@ -37,6 +40,12 @@ type Config struct {
 	Manage Service
 	// Metrics, when set, records calls and worker lifecycle.
 	Metrics *Metrics
+	// AllowUIDs, when non-empty, restricts clients to these uids (and
+	// gdirty's own), checked with SO_PEERCRED.
+	AllowUIDs []int
+	// MaxConns bounds concurrent client connections (0 = no bound); a
+	// client over the bound gets a DirtyError for its first request.
+	MaxConns int
 }
 
 // Server is the arbiter: listener, per-connection handlers and router.
@@ -130,6 +139,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			s.wg.Wait()
 			return err
 		}
+		if !s.admit(conn) {
+			continue
+		}
 		c := &clientConn{s: s, conn: conn}
 		if !s.track(c) {
 			conn.Close()
@@ -142,6 +154,58 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			c.serve()
 		}()
 	}
+}
+
+// admit applies the access rules to a new connection; it closes (or
+// answers and closes) a connection it refuses.
+func (s *Server) admit(conn net.Conn) bool {
+	if len(s.cfg.AllowUIDs) > 0 {
+		uid, err := PeerUID(conn)
+		if err != nil || !s.uidAllowed(uid) {
+			s.log.Warnf("Refused client connection from uid %d: not in --allow-uid (%v)", uid, err)
+			conn.Close()
+			return false
+		}
+	}
+	if s.cfg.MaxConns > 0 {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n >= s.cfg.MaxConns {
+			s.log.Warnf("Refused client connection: %d connections open (--max-connections)", n)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				refuse(conn, fmt.Sprintf("gdirty: too many client connections (limit %d)", s.cfg.MaxConns))
+			}()
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) uidAllowed(uid int) bool {
+	if uid == os.Geteuid() {
+		return true
+	}
+	for _, u := range s.cfg.AllowUIDs {
+		if u == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers the first request on conn with a DirtyError (so the
+// client sees why) and closes it.
+func refuse(conn net.Conn, message string) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	h, _, err := compat.ReadFrame(conn, nil)
+	if err != nil && !compat.IsKind(err, compat.KindUnknownMessageType) {
+		return
+	}
+	_, _ = conn.Write(compat.ErrGeneric("%s", message).Frame(h.ID))
 }
 
 func (s *Server) isClosing() bool {

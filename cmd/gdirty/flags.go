@@ -24,6 +24,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "spawn", EnvVars: []string{"GDIRTY_SPAWN"}, Value: "fork", Usage: "how workers start: fork (from a fork server that imported the apps once: fast respawn) or exec (a fresh interpreter each time)"},
 		&cli.Int64Flag{Name: "stash-max-bytes", EnvVars: []string{"GDIRTY_STASH_MAX_BYTES"}, Value: stash.DefaultMaxBytes, Usage: "memory bound of the stash (raw key and value bytes plus a fixed per-entry overhead); a put past it fails with StashError (0: no bound)"},
 		&cli.StringFlag{Name: "metrics-bind", EnvVars: []string{"GDIRTY_METRICS_BIND"}, Usage: "serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9191); off by default"},
+		&cli.IntSliceFlag{Name: "allow-uid", Usage: "also serve clients running as this uid (repeatable; checked with SO_PEERCRED; the socket then becomes 0666 in a 0711 directory)"},
+		&cli.IntFlag{Name: "max-connections", EnvVars: []string{"GDIRTY_MAX_CONNECTIONS"}, Value: 4096, Usage: "most client connections served at once; more get a clear error (0: no bound)"},
 		&cli.StringFlag{Name: "gdirty-config", EnvVars: []string{"GDIRTY_CONFIG"}, Usage: "optional TOML file with gdirty's own settings (socket, python, log_level, log_format, max_queue, stash_max_bytes)"},
 		// gunicorn's own flags, passed to gunicorn's config machinery so
 		// they override the config file exactly as on gunicorn's command line.

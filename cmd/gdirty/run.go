@@ -112,6 +112,11 @@ func runArbiter(c *cli.Context) error {
 		return err
 	}
 	defer os.Remove(socketPath)
+	if len(c.IntSlice("allow-uid")) > 0 {
+		if err := arbiter.AllowUIDs(socketPath); err != nil {
+			return err
+		}
+	}
 
 	apps := settings.AppSpecs()
 	appPaths := make([]string, len(apps))
@@ -135,13 +140,15 @@ func runArbiter(c *cli.Context) error {
 	}
 	defer stopMetrics()
 	srv = arbiter.NewServer(arbiter.Config{
-		Timeout:  timeout,
-		Threads:  settings.DirtyThreads,
-		MaxQueue: opts.MaxQueue,
-		Log:      log,
-		Apps:     appPaths,
-		Stash:    stash.NewService(stashStore),
-		Metrics:  metrics,
+		Timeout:   timeout,
+		Threads:   settings.DirtyThreads,
+		MaxQueue:  opts.MaxQueue,
+		Log:       log,
+		Apps:      appPaths,
+		Stash:     stash.NewService(stashStore),
+		Metrics:   metrics,
+		AllowUIDs: c.IntSlice("allow-uid"),
+		MaxConns:  c.Int("max-connections"),
 	})
 	spawner, err := newSpawner(c.String("spawn"), py, log)
 	if err != nil {
