@@ -41,9 +41,12 @@ test-py: setup
 
 # Short bounded fuzzing of every decoder (FUZZTIME per target).
 FUZZTIME ?= 10s
+FUZZPKGS ?= ./compat ./arbiter/stash
 fuzz:
-	for t in $$(go test -list 'Fuzz.*' ./compat | grep ^Fuzz); do \
-		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./compat || exit 1; \
+	for p in $(FUZZPKGS); do \
+		for t in $$(go test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+			go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+		done; \
 	done
 
 clean:

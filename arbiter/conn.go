@@ -86,8 +86,15 @@ func (c *clientConn) handle(h compat.Header, payload []byte) {
 	}
 }
 
+// emptyDict is the TLV encoding of {}.
+var emptyDict = []byte{compat.TypeDict, 0, 0, 0, 0}
+
 // serveLocal answers a message the arbiter handles itself.
 func (c *clientConn) serveLocal(h compat.Header, payload []byte, svc Service) {
+	// An empty payload is an empty dict to gunicorn ({}).
+	if len(payload) == 0 {
+		payload = emptyDict
+	}
 	if err := compat.Validate(payload); err != nil {
 		c.write(compat.ErrProtocol(err).Frame(h.ID))
 		return

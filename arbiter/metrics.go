@@ -37,6 +37,24 @@ type Metrics struct {
 	knownApps map[string]bool
 }
 
+// StashStats reports the stash's size for metrics.
+type StashStats interface {
+	Stats() (tables, entries int)
+	Usage() (used, max int64)
+}
+
+// AddStash registers the stash gauges (read at scrape time).
+func AddStash(reg prometheus.Registerer, s StashStats) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_stash_tables", Help: "Stash tables."},
+			func() float64 { t, _ := s.Stats(); return float64(t) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_stash_entries", Help: "Stash entries across all tables."},
+			func() float64 { _, e := s.Stats(); return float64(e) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_stash_bytes", Help: "Stash memory accounted against --stash-max-bytes."},
+			func() float64 { u, _ := s.Usage(); return float64(u) }),
+	)
+}
+
 // NewMetrics registers gdirty's metrics on reg. queueDepth and workers are
 // read at scrape time.
 func NewMetrics(reg prometheus.Registerer, apps []string, queueDepth, workers func() float64) *Metrics {

@@ -359,3 +359,17 @@ func (m *omap[V]) keys() []string {
 	}
 	return out
 }
+
+// Stats returns the number of tables and of entries across all tables
+// (for metrics).
+func (m *Memory) Stats() (tables, entries int) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	tables = len(m.tables.index)
+	for _, s := range m.tables.items {
+		if !s.gone {
+			entries += len(s.val.entries.index)
+		}
+	}
+	return tables, entries
+}

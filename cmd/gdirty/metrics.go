@@ -43,7 +43,7 @@ func metricsEndpoint(addr string, reg *prometheus.Registry, log logrus.FieldLogg
 
 // newMetrics builds gdirty's metrics and their endpoint when addr is set;
 // srv and pool are read at scrape time (they are created afterwards).
-func newMetrics(addr string, apps []string, srv **arbiter.Server, pool **worker.Pool, log logrus.FieldLogger) (*arbiter.Metrics, func(), error) {
+func newMetrics(addr string, apps []string, srv **arbiter.Server, pool **worker.Pool, stash arbiter.StashStats, log logrus.FieldLogger) (*arbiter.Metrics, func(), error) {
 	if addr == "" {
 		return nil, func() {}, nil
 	}
@@ -61,6 +61,7 @@ func newMetrics(addr string, apps []string, srv **arbiter.Server, pool **worker.
 			}
 			return 0
 		})
+	arbiter.AddStash(reg, stash)
 	stop, err := metricsEndpoint(addr, reg, log)
 	if err != nil {
 		return nil, nil, err

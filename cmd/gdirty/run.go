@@ -134,7 +134,7 @@ func runArbiter(c *cli.Context) error {
 		}
 	}
 	var srv *arbiter.Server
-	metrics, stopMetrics, err := newMetrics(c.String("metrics-bind"), appPaths, &srv, &pool, log)
+	metrics, stopMetrics, err := newMetrics(c.String("metrics-bind"), appPaths, &srv, &pool, stashStore, log)
 	if err != nil {
 		return err
 	}
