@@ -23,6 +23,8 @@ type Process struct {
 	Started time.Time
 
 	link *Link
+	// kill delivers a signal (syscall.Kill on the PID; fakes in tests).
+	kill func(syscall.Signal) error
 
 	mu            sync.Mutex
 	booted        bool
@@ -83,7 +85,7 @@ func (p *Process) Signal(sig syscall.Signal) error {
 		return nil // already gone: its PID may belong to someone else now
 	default:
 	}
-	if err := syscall.Kill(p.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := p.kill(sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal worker %d: %w", p.PID, err)
 	}
 	return nil
@@ -177,6 +179,7 @@ func newProcess(o spawnOptions, pid int, conn net.Conn, exited <-chan exitStatus
 		Started:  time.Now(),
 		done:     make(chan struct{}),
 		linkDone: make(chan struct{}),
+		kill:     func(sig syscall.Signal) error { return syscall.Kill(pid, sig) },
 	}
 	p.lastHeartbeat = p.Started
 	p.link = newLink(conn, pid, processEvents{p: p, onReady: o.OnReady, onDone: o.OnCallDone})
