@@ -3,7 +3,7 @@ codec encodes.
 
 compat's Go tests prove Go encode(input) == gunicorn's bytes and Go
 decode(gunicorn's bytes) == gunicorn's decoded value. Here the Go encodings
-of every TLV vector's input (internal/tools/tlvencode) are fed to the
+of every TLV vector's input (compat's TestEmitGoEncodings) are fed to the
 installed gunicorn's TLVEncoder.decode_full and compared, strictly (types,
 dict order, floats by bit pattern so NaN and -0.0 count), with the decoded
 value gunicorn recorded; and the golden files are checked to be exactly
@@ -17,6 +17,7 @@ import filecmp
 import importlib.util
 import json
 import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,19 +53,22 @@ CASES = VECTORS["cases"]
 
 
 @pytest.fixture(scope="module")
-def go_hex():
-    """{case name: hex of Go's encoding of the case's input}."""
+def go_hex(tmp_path_factory):
+    """{case name: hex of Go's encoding of the case's input}, written by the
+    compat package's TestEmitGoEncodings (which builds the inputs with the
+    same code as the Go golden tests)."""
     go = shutil.which("go")
     if go is None:
         pytest.fail("the Go toolchain (go) is required to run the codec vectors")
+    out = tmp_path_factory.mktemp("go-encodings") / "encodings.json"
+    env = dict(os.environ, GDIRTY_EMIT_GO_ENCODINGS=str(out))
     proc = subprocess.run(
-        [go, "run", "./internal/tools/tlvencode",
-         str(TLV_VECTORS.relative_to(ROOT))],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"go run ./internal/tools/tlvencode failed "
-                    f"({proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout)
+        [go, "test", "./compat", "-count=1", "-run", "^TestEmitGoEncodings$"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode != 0 or not out.exists():
+        pytest.fail(f"go test ./compat -run TestEmitGoEncodings failed "
+                    f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(out.read_text())
 
 
 def test_go_encoded_every_case(go_hex):
