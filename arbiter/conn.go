@@ -119,7 +119,16 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 		c.s.metrics.CallFinished(route.AppPath, route.Action, OutcomeProtocol, started)
 		return
 	}
-	w, call, derr := c.dispatch(route.AppPath, payload)
+	app := route.AppPath
+	switch {
+	case route.AnyWorker():
+		app = "" // the router's "any worker"
+	case !route.AppIsString:
+		c.write(compat.ErrNoWorkersForAppValue(route.AppValue).Frame(id))
+		c.s.metrics.CallFinished("", route.Action, OutcomeNoWorkers, started)
+		return
+	}
+	w, call, derr := c.dispatch(app, payload)
 	if derr != nil {
 		c.write(derr.Frame(id))
 		outcome := OutcomeNoWorkers
@@ -176,6 +185,7 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) stri
 		if overflow {
 			c.s.log.Warnf("Client fell %d MiB behind on a call; dropping it", worker.MaxQueuedBytes>>20)
 			c.markBroken()
+			w.Link().Cancel(call)
 			return OutcomeClient
 		}
 		if !ok {
@@ -191,7 +201,9 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) stri
 			return OutcomeWorker
 		}
 		if !c.writeFrame(f.Type, id, f.Payload) {
-			w.Link().Abandon(call)
+			if !f.Final() {
+				w.Link().Cancel(call)
+			}
 			return OutcomeClient
 		}
 		if f.Final() {

@@ -39,6 +39,9 @@ type target[T comparable] struct {
 	inflight int
 }
 
+// hosts reports whether the worker serves app ("" matches every worker).
+func (t *target[T]) hosts(app string) bool { return app == "" || t.apps[app] }
+
 type waiter[T comparable] struct {
 	app  string
 	got  chan T // buffered(1): the assigned target
@@ -136,7 +139,8 @@ func (r *Router[T]) Release(key T) {
 	}
 }
 
-// Acquire returns a worker for app with one slot reserved for the call;
+// Acquire returns a worker for app ("" = any worker, as gunicorn routes a
+// call whose app_path is empty) with one slot reserved for the call;
 // the slot comes back through Release. It waits (FIFO) while every
 // eligible worker is busy or booting, until ctx ends.
 func (r *Router[T]) Acquire(ctx context.Context, app string) (T, error) {
@@ -194,7 +198,7 @@ func (r *Router[T]) Queued() int {
 
 func (r *Router[T]) hostedLocked(app string) bool {
 	for _, t := range r.order {
-		if t.apps[app] && !t.draining {
+		if t.hosts(app) && !t.draining {
 			return true
 		}
 	}
@@ -214,7 +218,7 @@ func (r *Router[T]) pickLocked(app string) *target[T] {
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
 		t := r.order[idx]
-		if !t.ready || t.draining || !t.apps[app] || t.inflight >= r.capacity {
+		if !t.ready || t.draining || !t.hosts(app) || t.inflight >= r.capacity {
 			continue
 		}
 		if best == nil || t.inflight < best.inflight {

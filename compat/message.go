@@ -56,6 +56,16 @@ func ErrNoWorkersForApp(appPath string) *DirtyError {
 	}
 }
 
+// ErrNoWorkersForAppValue is DirtyNoWorkersAvailableError for an app_path
+// that is not a str (the details keep the value as sent).
+func ErrNoWorkersForAppValue(appPath any) *DirtyError {
+	return &DirtyError{
+		Type:    "DirtyNoWorkersAvailableError",
+		Message: "No workers available for app: " + PyStr(appPath),
+		Details: NewDict("app_path", appPath),
+	}
+}
+
 // ErrTimeout is DirtyTimeoutError(message, timeout); gunicorn omits the
 // detail when the timeout is 0.
 func ErrTimeout(message string, timeoutSeconds int64) *DirtyError {

@@ -2,8 +2,48 @@ package compat
 
 // RequestRoute is what the arbiter needs from a REQUEST payload to route it.
 type RequestRoute struct {
+	// AppPath is app_path when it is a str.
 	AppPath string
-	Action  string
+	// AppValue is app_path decoded when it is not a str: gunicorn's arbiter
+	// routes whatever value the client sent.
+	AppValue    any
+	AppIsString bool
+	Action      string
+}
+
+// AnyWorker reports whether gunicorn's arbiter would send the call to any
+// worker: it does so when app_path is falsy ("" or 0, say), and the worker
+// then answers that the app is not found.
+func (r RequestRoute) AnyWorker() bool {
+	if r.AppIsString {
+		return r.AppPath == ""
+	}
+	return !PyTruthy(r.AppValue)
+}
+
+// PyTruthy is Python's bool(v) for a TLV value.
+func PyTruthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case int:
+		return x != 0
+	case float64:
+		return x != 0 // NaN != 0: truthy, as in Python
+	case []byte:
+		return len(x) > 0
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case *Dict:
+		return x.Len() > 0
+	}
+	return true
 }
 
 // ScanRequest validates a REQUEST payload completely (every length, type,
@@ -34,6 +74,7 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 	// malformed data precedence, as gunicorn decodes everything first).
 	haveApp := false
 	var appType byte
+	var appRaw []byte
 	for i := 0; i < n; i++ {
 		if !d.need(1) {
 			return rr, protoErr(KindTruncated, nil, "Truncated TLV data: no type byte")
@@ -56,7 +97,7 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 		switch string(key) {
 		case "app_path":
 			rr.AppPath, _ = stringAt(payload[valStart:d.off])
-			haveApp, appType = true, payload[valStart]
+			haveApp, appType, appRaw = true, payload[valStart], payload[valStart:d.off]
 		case "action":
 			rr.Action, _ = stringAt(payload[valStart:d.off])
 		}
@@ -64,11 +105,18 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 	if d.off != len(payload) {
 		return rr, protoErr(KindTrailingData, payload[d.off:], "Trailing data after TLV: %d bytes", len(payload)-d.off)
 	}
-	if !haveApp {
+	if !haveApp || appType == TypeNone {
 		return rr, protoErr(KindMissingField, nil, "Request is missing app_path")
 	}
-	if appType != TypeString {
-		return RequestRoute{}, protoErr(KindMissingField, nil, "Request app_path must be a string, got %s", pyTypeName(appType))
+	rr.AppIsString = appType == TypeString
+	if !rr.AppIsString {
+		// Rare (gunicorn's client always sends a str): decode the value so
+		// the answer can name it as gunicorn's arbiter would.
+		v, err := Decode(appRaw)
+		if err != nil {
+			return RequestRoute{}, err
+		}
+		rr.AppValue = v
 	}
 	return rr, nil
 }

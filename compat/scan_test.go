@@ -2,6 +2,8 @@ package compat
 
 import (
 	"bytes"
+	"math"
+	"reflect"
 	"strconv"
 	"testing"
 )
@@ -64,21 +66,32 @@ func assertScanAgreesWithDecode(t testing.TB, payload []byte) {
 		return
 	}
 	app, ok := d.Get("app_path")
-	appStr, isStr := app.(string)
-	if !ok || !isStr {
+	if !ok || app == nil {
 		if !IsKind(scanErr, KindMissingField) {
-			t.Fatalf("dict without a string app_path (%s): ScanRequest %+v, %v", short(app), rr, scanErr)
+			t.Fatalf("dict without app_path (%s): ScanRequest %+v, %v", short(app), rr, scanErr)
 		}
 		return
 	}
 	if scanErr != nil {
-		t.Fatalf("ScanRequest: %v, Decode found app_path %q", scanErr, appStr)
+		t.Fatalf("ScanRequest: %v, Decode found app_path %s", scanErr, short(app))
+	}
+	appStr, isStr := app.(string)
+	if rr.AppIsString != isStr || rr.AppPath != appStr || (!isStr && !reflect.DeepEqual(rr.AppValue, app) && !bytesEqualNaN(rr.AppValue, app)) {
+		t.Fatalf("ScanRequest = %+v, decoded dict has app_path %s", rr, short(app))
 	}
 	action, _ := d.Get("action")
 	actionStr, _ := action.(string)
-	if rr.AppPath != appStr || rr.Action != actionStr {
-		t.Fatalf("ScanRequest = %+v, decoded dict has app_path %q action %s", rr, appStr, short(action))
+	if rr.Action != actionStr {
+		t.Fatalf("ScanRequest = %+v, decoded dict has action %s", rr, short(action))
 	}
+}
+
+// bytesEqualNaN compares decoded values whose only difference may be NaN
+// (NaN != NaN for DeepEqual): equal TLV encodings mean equal values.
+func bytesEqualNaN(a, b any) bool {
+	ea, errA := Encode(a)
+	eb, errB := Encode(b)
+	return errA == nil && errB == nil && bytes.Equal(ea, eb)
 }
 
 func mustEncode(t testing.TB, v any) []byte {
@@ -112,11 +125,7 @@ func TestScanRequestErrors(t *testing.T) {
 		{"empty", nil, KindMissingField, "Request payload is empty"},
 		{"missing app_path", mustEncode(t, NewDict("action", "run")), KindMissingField, "Request is missing app_path"},
 		{"empty dict", mustEncode(t, NewDict()), KindMissingField, "Request is missing app_path"},
-		{"app_path int", mustEncode(t, NewDict("app_path", int64(1))), KindMissingField, "Request app_path must be a string, got int"},
-		{"app_path None", mustEncode(t, NewDict("app_path", nil)), KindMissingField, "Request app_path must be a string, got NoneType"},
-		{"app_path bytes", mustEncode(t, NewDict("app_path", []byte("a:B"))), KindMissingField, "Request app_path must be a string, got bytes"},
-		{"app_path list", mustEncode(t, NewDict("app_path", []any{"a:B"})), KindMissingField, "Request app_path must be a string, got list"},
-		{"app_path dict", mustEncode(t, NewDict("app_path", NewDict())), KindMissingField, "Request app_path must be a string, got dict"},
+		{"app_path None", mustEncode(t, NewDict("app_path", nil)), KindMissingField, "Request is missing app_path"},
 		{"payload list", mustEncode(t, []any{"a:B"}), KindMissingField, "Request payload must be a dict, got list"},
 		{"payload str", mustEncode(t, "a:B"), KindMissingField, "Request payload must be a dict, got str"},
 		{"payload None", mustEncode(t, nil), KindMissingField, "Request payload must be a dict, got NoneType"},
@@ -144,18 +153,24 @@ func TestScanRequestFields(t *testing.T) {
 		payload []byte
 		want    RequestRoute
 	}{
-		{"no action", mustEncode(t, NewDict("app_path", "a:B")), RequestRoute{AppPath: "a:B"}},
-		{"action not a string", mustEncode(t, NewDict("app_path", "a:B", "action", int64(5))), RequestRoute{AppPath: "a:B"}},
-		{"app_path last", mustEncode(t, NewDict("action", "x", "z", []any{NewDict("app_path", "nested:N")}, "app_path", "a:B")), RequestRoute{AppPath: "a:B", Action: "x"}},
-		{"unicode", mustEncode(t, NewDict("app_path", "caf\u00e9:\u00c9", "action", "\U0001f600")), RequestRoute{AppPath: "caf\u00e9:\u00c9", Action: "\U0001f600"}},
-		{"empty strings", mustEncode(t, NewDict("app_path", "", "action", "")), RequestRoute{}},
+		{"no action", mustEncode(t, NewDict("app_path", "a:B")), RequestRoute{AppPath: "a:B", AppIsString: true}},
+		{"action not a string", mustEncode(t, NewDict("app_path", "a:B", "action", int64(5))), RequestRoute{AppPath: "a:B", AppIsString: true}},
+		{"app_path last", mustEncode(t, NewDict("action", "x", "z", []any{NewDict("app_path", "nested:N")}, "app_path", "a:B")), RequestRoute{AppPath: "a:B", AppIsString: true, Action: "x"}},
+		{"unicode", mustEncode(t, NewDict("app_path", "caf\u00e9:\u00c9", "action", "\U0001f600")), RequestRoute{AppPath: "caf\u00e9:\u00c9", AppIsString: true, Action: "\U0001f600"}},
+		{"empty strings", mustEncode(t, NewDict("app_path", "", "action", "")), RequestRoute{AppIsString: true}},
 		// Duplicate keys: gunicorn (and the worker the payload is forwarded
 		// to) decode a dict where the last occurrence wins; routing must
 		// use the same value.
-		{"dup app_path strings", withDupKeys(t, "app_path", "a:A", "app_path", "b:B"), RequestRoute{AppPath: "b:B"}},
-		{"dup app_path int then string", withDupKeys(t, "app_path", int64(1), "app_path", "b:B"), RequestRoute{AppPath: "b:B"}},
-		{"dup action", withDupKeys(t, "app_path", "a:B", "action", "first", "action", "second"), RequestRoute{AppPath: "a:B", Action: "second"}},
-		{"dup action string then int", withDupKeys(t, "app_path", "a:B", "action", "first", "action", int64(2)), RequestRoute{AppPath: "a:B"}},
+		{"dup app_path strings", withDupKeys(t, "app_path", "a:A", "app_path", "b:B"), RequestRoute{AppPath: "b:B", AppIsString: true}},
+		{"dup app_path int then string", withDupKeys(t, "app_path", int64(1), "app_path", "b:B"), RequestRoute{AppPath: "b:B", AppIsString: true}},
+		{"dup action", withDupKeys(t, "app_path", "a:B", "action", "first", "action", "second"), RequestRoute{AppPath: "a:B", AppIsString: true, Action: "second"}},
+		{"dup action string then int", withDupKeys(t, "app_path", "a:B", "action", "first", "action", int64(2)), RequestRoute{AppPath: "a:B", AppIsString: true}},
+		// gunicorn's arbiter routes a non-str app_path like any value.
+		{"app_path int", mustEncode(t, NewDict("app_path", int64(1))), RequestRoute{AppValue: int64(1)}},
+		{"app_path bytes", mustEncode(t, NewDict("app_path", []byte("a:B"))), RequestRoute{AppValue: []byte("a:B")}},
+		{"app_path list", mustEncode(t, NewDict("app_path", []any{"a:B"})), RequestRoute{AppValue: []any{"a:B"}}},
+		{"app_path dict", mustEncode(t, NewDict("app_path", NewDict())), RequestRoute{AppValue: &Dict{Keys: []string{}, Values: []any{}}}},
+		{"dup app_path string then int", withDupKeys(t, "app_path", "a:B", "app_path", int64(1)), RequestRoute{AppValue: int64(1)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -163,18 +178,34 @@ func TestScanRequestFields(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ScanRequest: %v", err)
 			}
-			if rr != c.want {
+			if !reflect.DeepEqual(rr, c.want) {
 				t.Fatalf("ScanRequest = %+v, want %+v", rr, c.want)
 			}
 			assertScanAgreesWithDecode(t, c.payload)
 		})
 	}
-	// A string app_path overridden by a non-string one is an error, as the
-	// decoded dict has no string app_path.
-	p := withDupKeys(t, "app_path", "a:B", "app_path", int64(1))
-	_, err := ScanRequest(p)
-	wantProtoErr(t, "ScanRequest", err, KindMissingField, "Request app_path must be a string, got int")
-	assertScanAgreesWithDecode(t, p)
+}
+
+func TestRequestRouteAnyWorker(t *testing.T) {
+	cases := []struct {
+		route RequestRoute
+		want  bool
+	}{
+		{RequestRoute{AppPath: "a:B", AppIsString: true}, false},
+		{RequestRoute{AppIsString: true}, true},
+		{RequestRoute{AppValue: int64(0)}, true},
+		{RequestRoute{AppValue: false}, true},
+		{RequestRoute{AppValue: []byte{}}, true},
+		{RequestRoute{AppValue: []any{}}, true},
+		{RequestRoute{AppValue: int64(5)}, false},
+		{RequestRoute{AppValue: math.NaN()}, false},
+		{RequestRoute{AppValue: []any{nil}}, false},
+	}
+	for _, c := range cases {
+		if got := c.route.AnyWorker(); got != c.want {
+			t.Errorf("%+v.AnyWorker() = %v, want %v", c.route, got, c.want)
+		}
+	}
 }
 
 // ScanRequest validates everything, so a malformed value after app_path is

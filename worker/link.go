@@ -16,6 +16,9 @@ import (
 const (
 	msgReady     compat.MsgType = 0x40
 	msgHeartbeat compat.MsgType = 0x41
+	// msgCancel (gdirty -> worker): the caller of this link id is gone;
+	// stop producing its stream and end it.
+	msgCancel compat.MsgType = 0x42
 )
 
 // Frame is one answer frame for a call: a RESPONSE, ERROR, CHUNK or END
@@ -102,6 +105,23 @@ func (l *Link) Start(payload []byte) (*Call, error) {
 // Abandon tells the link the caller no longer listens to c. The worker is
 // still busy with it until its final frame arrives.
 func (l *Link) Abandon(c *Call) { c.abandon() }
+
+// Cancel abandons c and asks the worker to stop producing it: a streaming
+// generator is closed at its next chunk (as gunicorn closes it when its
+// client disconnects), so no thread keeps working for nobody. The worker
+// still ends the call, which frees its slot.
+func (l *Link) Cancel(c *Call) {
+	c.abandon()
+	var hdr [compat.HeaderSize]byte
+	compat.PutHeader(hdr[:], compat.Header{Type: msgCancel, ID: c.id})
+	l.wmu.Lock()
+	_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
+	_, err := l.conn.Write(hdr[:])
+	l.wmu.Unlock()
+	if err != nil {
+		_ = l.conn.Close()
+	}
+}
 
 // Close closes the link; the worker exits when it sees EOF.
 func (l *Link) Close() error { return l.conn.Close() }

@@ -23,6 +23,8 @@ MSG_END = 0x05
 # Link-only messages (worker -> gdirty).
 MSG_READY = 0x40       # apps loaded and initialised; payload {"pid", "apps"}
 MSG_HEARTBEAT = 0x41   # liveness; empty payload
+# gdirty -> worker: the caller of this link id is gone; stop its stream.
+MSG_CANCEL = 0x42
 
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 

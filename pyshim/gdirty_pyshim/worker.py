@@ -74,6 +74,8 @@ class DirtyWorker:
         self._threads = []
         self._inflight = 0
         self._inflight_cv = threading.Condition()
+        self._active = set()      # link ids being answered
+        self._cancelled = set()   # link ids whose caller is gone
         self._aloop = None
         self._aloop_lock = threading.Lock()
 
@@ -128,12 +130,18 @@ class DirtyWorker:
             {"pid": os.getpid(), "apps": self.app_paths}))
         while self.alive:
             mtype, link_id, payload = self.link.read()
+            if mtype == L.MSG_CANCEL:
+                with self._inflight_cv:
+                    if link_id in self._active:
+                        self._cancelled.add(link_id)
+                continue
             if mtype != L.MSG_REQUEST:
                 self._send_error(link_id, DirtyWorkerError(
                     f"Unknown message type: {mtype}"))
                 continue
             with self._inflight_cv:
                 self._inflight += 1
+                self._active.add(link_id)
             self._jobs.put((link_id, payload))
 
     def _heartbeat(self):
@@ -163,6 +171,8 @@ class DirtyWorker:
             finally:
                 with self._inflight_cv:
                     self._inflight -= 1
+                    self._active.discard(link_id)
+                    self._cancelled.discard(link_id)
                     self._inflight_cv.notify_all()
 
     def handle(self, link_id, payload):
@@ -170,16 +180,16 @@ class DirtyWorker:
         try:
             request = TLVEncoder.decode_full(payload)
             app_path = request.get("app_path")
-            action = request.get("action")
+            # gunicorn's arbiter re-encodes requests, turning a missing
+            # action into "" and falsy args/kwargs into []/{}: same here.
+            action = request.get("action", "")
             args = request.get("args") or []
             kwargs = request.get("kwargs") or {}
-            app = self.apps.get(app_path)
-            if app is None:
-                # gdirty only routes an app to workers that loaded it, so
-                # this means a bookkeeping bug; name it precisely.
-                self._send_error(link_id, DirtyAppNotFoundError(app_path))
-                return
-            result = app(action, *args, **kwargs)
+            if app_path not in self.apps:
+                # Reached when the call names no app (app_path ""): as in
+                # gunicorn the not-found error is reported as a DirtyAppError.
+                raise DirtyAppNotFoundError(app_path)
+            result = self.apps[app_path](action, *args, **kwargs)
             if inspect.isgenerator(result):
                 self._stream_sync(link_id, result)
             elif inspect.isasyncgen(result):
@@ -199,6 +209,8 @@ class DirtyWorker:
     def _stream_sync(self, link_id, gen):
         try:
             for chunk in gen:
+                if link_id in self._cancelled:
+                    break
                 self.link.write(L.MSG_CHUNK, link_id,
                                 TLVEncoder.encode({"data": chunk}))
             self.link.write(L.MSG_END, link_id)
@@ -217,6 +229,8 @@ class DirtyWorker:
                     chunk = asyncio.run_coroutine_threadsafe(
                         agen.__anext__(), loop).result()
                 except StopAsyncIteration:
+                    break
+                if link_id in self._cancelled:
                     break
                 self.link.write(L.MSG_CHUNK, link_id,
                                 TLVEncoder.encode({"data": chunk}))

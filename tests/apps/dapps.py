@@ -24,6 +24,13 @@ class _Base(DirtyApp):
             self.calls += 1
         return os.getpid()
 
+    def app_name(self):
+        return type(self).__name__
+
+    def crash(self, code=1):
+        """Kill this worker process outright (a segfault stand-in)."""
+        os._exit(code)
+
     def _secret(self):  # must never be callable from a client
         return "leaked"
 
@@ -57,9 +64,47 @@ class EchoApp(_Base):
         time.sleep(seconds)
         return {"pid": os.getpid(), "slept": time.monotonic() - started}
 
+    def marked_sleep(self, marker, seconds):
+        """Create ``marker`` (so a test knows the call is running), sleep."""
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(seconds)
+        return {"pid": os.getpid(), "done": True}
+
+    def cwd(self):
+        return os.getcwd()
+
     def count(self, n):
         for i in range(n):
             yield {"i": i, "pid": os.getpid()}
+
+    def slow_stream(self, n, gap):
+        for i in range(n):
+            time.sleep(gap)
+            yield i
+
+    async def aslow_stream(self, n, gap):
+        for i in range(n):
+            await asyncio.sleep(gap)
+            yield i
+
+    def tracked_stream(self, path, n, gap):
+        """Stream n chunks; record in ``path`` whether the generator ran to
+        the end or was closed early (GeneratorExit)."""
+        try:
+            for i in range(n):
+                time.sleep(gap)
+                yield i
+        except GeneratorExit:
+            with open(path, "w") as f:
+                f.write(f"closed after {i}")
+            raise
+        with open(path, "w") as f:
+            f.write("completed")
+
+    def squares(self, n):
+        for i in range(n):
+            yield i * i
 
     def count_then_fail(self, n, message="stream broke"):
         for i in range(n):
