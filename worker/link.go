@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -136,9 +137,11 @@ func (l *Link) Pending() int {
 // run reads frames until the link breaks, then fails every pending call
 // with err(cause). It returns the read error (io.EOF on a clean close).
 func (l *Link) run(deathErr func(error) *compat.DirtyError) error {
+	// Buffered: a small answer's header and payload arrive in one read.
+	r := bufio.NewReaderSize(l.conn, 64*1024)
 	var readErr error
 	for {
-		h, payload, err := readLinkFrame(l.conn)
+		h, payload, err := readLinkFrame(r)
 		if err != nil {
 			readErr = err
 			break

@@ -174,6 +174,8 @@ func runArbiter(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
+	defer startProfile(log)()
+
 	// Signals are caught from here on: none may kill gdirty by default.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, handledSignals...)
