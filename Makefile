@@ -62,3 +62,21 @@ fuzz:
 
 clean:
 	rm -rf bin $(VENV)
+
+# Side-by-side benchmark (bench/): gdirty vs gunicorn's own dirty arbiter vs
+# a client talking straight to a worker. `make bench` is the full run (about
+# 8 minutes on 2 cores) and rewrites docs/benchmarks.md; `make bench-smoke`
+# runs every scenario very briefly (figures meaningless, harness checked).
+.PHONY: bench bench-smoke
+bench: setup
+	$(VPY) bench/run.py --out docs/benchmarks.md --json bench/results/latest.json
+
+bench-smoke: setup
+	$(VPY) bench/run.py --smoke --json bench/results/smoke.json
+
+# Chaos soak (~5 min): concurrent callers while workers are SIGKILLed and
+# gdirty reloads; prints the figures. SOAK_DURATION in seconds.
+SOAK_DURATION ?= 300
+.PHONY: soak
+soak: setup
+	$(VPY) tests/soak.py --duration $(SOAK_DURATION) --binary $(GDIRTY)
