@@ -200,14 +200,20 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) stri
 			c.write(f.Err.Frame(id))
 			return OutcomeWorker
 		}
-		if !c.writeFrame(f.Type, id, f.Payload) {
-			if !f.Final() {
+		final, outcome := f.Final(), ""
+		if final {
+			outcome = finalOutcome(f.Type, f.Payload)
+		}
+		written := c.writeFrame(f.Type, id, f.Payload)
+		w.Link().Release(f) // f.Payload must not be used after this
+		if !written {
+			if !final {
 				w.Link().Cancel(call)
 			}
 			return OutcomeClient
 		}
-		if f.Final() {
-			return finalOutcome(f)
+		if final {
+			return outcome
 		}
 		if timer != nil {
 			timer.Reset(timeout)
@@ -231,11 +237,11 @@ func (c *clientConn) timedOut(id uint64, w *worker.Process, call *worker.Call, t
 
 // finalOutcome classifies a call's last frame (for metrics only: the
 // frame itself is forwarded untouched).
-func finalOutcome(f worker.Frame) string {
-	if f.Type != compat.MsgError {
+func finalOutcome(t compat.MsgType, payload []byte) string {
+	if t != compat.MsgError {
 		return OutcomeOK
 	}
-	if compat.ErrorType(f.Payload) == "DirtyAppError" {
+	if compat.ErrorType(payload) == "DirtyAppError" {
 		return OutcomeAppError
 	}
 	return OutcomeError

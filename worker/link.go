@@ -29,6 +29,8 @@ type Frame struct {
 	Type    compat.MsgType
 	Payload []byte
 	Err     *compat.DirtyError
+	// pooled: Payload came from the link's buffer pool; Release returns it.
+	pooled bool
 }
 
 // Final reports whether the frame ends its call.
@@ -64,6 +66,8 @@ type Link struct {
 
 	wmu sync.Mutex // serialises frame writes
 
+	bufs bufPool // large answer payloads, recycled by Release
+
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]*Call
@@ -96,9 +100,17 @@ func (l *Link) Start(payload []byte) (*Call, error) {
 	_, err := bufs.WriteTo(l.conn)
 	l.wmu.Unlock()
 	if err != nil {
-		// The reader will see the broken link and fail the call; the
-		// caller gets its error through Frames like any other death.
 		_ = l.conn.Close()
+		// The worker never got the whole request, so it cannot have run
+		// it: unless the reader already failed the call, hand it back to
+		// be routed to another worker.
+		l.mu.Lock()
+		_, mine := l.pending[c.id]
+		delete(l.pending, c.id)
+		l.mu.Unlock()
+		if mine {
+			return nil, fmt.Errorf("%w: %v", ErrLinkClosed, err)
+		}
 	}
 	return c, nil
 }
@@ -124,6 +136,14 @@ func (l *Link) Cancel(c *Call) {
 	}
 }
 
+// Release gives a delivered frame's payload buffer back for reuse, once
+// the caller has written it out and no longer touches it.
+func (l *Link) Release(f Frame) {
+	if f.pooled {
+		l.bufs.put(f.Payload)
+	}
+}
+
 // Close closes the link; the worker exits when it sees EOF.
 func (l *Link) Close() error { return l.conn.Close() }
 
@@ -141,7 +161,7 @@ func (l *Link) run(deathErr func(error) *compat.DirtyError) error {
 	r := bufio.NewReaderSize(l.conn, 64*1024)
 	var readErr error
 	for {
-		h, payload, err := readLinkFrame(r)
+		h, payload, err := readLinkFrame(r, &l.bufs)
 		if err != nil {
 			readErr = err
 			break
@@ -159,7 +179,7 @@ func (l *Link) run(deathErr func(error) *compat.DirtyError) error {
 			l.events.Heartbeat()
 			continue
 		case compat.MsgResponse, compat.MsgError, compat.MsgChunk, compat.MsgEnd:
-			l.deliver(h.ID, Frame{Type: h.Type, Payload: payload})
+			l.deliver(h.ID, Frame{Type: h.Type, Payload: payload, pooled: len(payload) >= largePayload})
 			continue
 		default:
 			readErr = fmt.Errorf("worker %d sent unexpected message type 0x%02x", l.pid, uint8(h.Type))
@@ -201,7 +221,7 @@ func (l *Link) send(c *Call, f Frame) { c.push(f) }
 
 // readLinkFrame reads a frame, accepting gunicorn's answer types and the
 // link's own ones.
-func readLinkFrame(r io.Reader) (compat.Header, []byte, error) {
+func readLinkFrame(r io.Reader, bufs *bufPool) (compat.Header, []byte, error) {
 	var hb [compat.HeaderSize]byte
 	if _, err := io.ReadFull(r, hb[:]); err != nil {
 		return compat.Header{}, nil, err
@@ -210,7 +230,12 @@ func readLinkFrame(r io.Reader) (compat.Header, []byte, error) {
 	if !magicOK || !versionOK || h.Length > compat.MaxMessageSize {
 		return h, nil, fmt.Errorf("malformed frame header from worker: % x", hb)
 	}
-	payload := make([]byte, h.Length)
+	var payload []byte
+	if h.Length >= largePayload {
+		payload = bufs.get(int(h.Length))
+	} else {
+		payload = make([]byte, h.Length)
+	}
 	if _, err := io.ReadFull(r, payload); err != nil {
 		return h, nil, err
 	}
