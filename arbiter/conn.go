@@ -148,12 +148,10 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *worker.Call, *compat.DirtyError) {
 	timeout := c.s.cfg.Timeout
 	for {
-		ctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if timeout > 0 {
-			ctx, cancel = context.WithTimeout(ctx, timeout)
+		w, ok, err := c.s.router.TryAcquire(app)
+		if err == nil && !ok {
+			w, err = c.acquireWaiting(app, timeout)
 		}
-		w, err := c.s.router.Acquire(ctx, app)
-		cancel()
 		if err != nil {
 			return nil, nil, errorFor(err, app, timeout)
 		}
@@ -164,6 +162,16 @@ func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *wor
 		c.s.router.Release(w)
 		c.s.router.Remove(w)
 	}
+}
+
+// acquireWaiting queues for a worker, bounded by dirty_timeout.
+func (c *clientConn) acquireWaiting(app string, timeout time.Duration) (*worker.Process, error) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	return c.s.router.Acquire(ctx, app)
 }
 
 // relay forwards the worker's frames to the client under the client's

@@ -189,6 +189,27 @@ func (r *Router[T]) Acquire(ctx context.Context, app string) (T, error) {
 	}
 }
 
+// TryAcquire is Acquire without waiting: ok is false when the call would
+// have to queue. It spares the hot path a context and a timer.
+func (r *Router[T]) TryAcquire(app string) (key T, ok bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.order) == 0 {
+		return key, false, &NoWorkersError{App: app, Pool: true}
+	}
+	if !r.hostedLocked(app) {
+		return key, false, &NoWorkersError{App: app}
+	}
+	if len(r.waiters) > 0 {
+		return key, false, nil
+	}
+	if t := r.pickLocked(app); t != nil {
+		t.inflight++
+		return t.key, true, nil
+	}
+	return key, false, nil
+}
+
 // Queued returns how many calls wait for a worker.
 func (r *Router[T]) Queued() int {
 	r.mu.Lock()
