@@ -73,6 +73,12 @@ func (c *clientConn) handle(h compat.Header, payload []byte) {
 	case compat.MsgRequest:
 		c.handleRequest(h.ID, payload)
 	case compat.MsgStatus:
+		if len(payload) > 0 {
+			if err := compat.Validate(payload); err != nil {
+				c.write(compat.ErrProtocol(err).Frame(h.ID))
+				return
+			}
+		}
 		c.writeResult(h.ID, c.s.status())
 	case compat.MsgStash:
 		c.serveLocal(h, payload, c.s.cfg.Stash)

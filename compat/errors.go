@@ -54,18 +54,28 @@ func (k ErrorKind) String() string {
 type ProtocolError struct {
 	Kind    ErrorKind
 	Message string
-	// Raw holds up to 20 bytes around the offending position, for the
-	// "raw_data" detail gunicorn attaches (hex encoded on the wire).
+	// Raw holds the bytes around the offending position that gunicorn's
+	// decoder attaches as "raw_data" (hex encoded on the wire), in the same
+	// window; nil when gunicorn attaches none, empty when it attaches "".
 	Raw []byte
 }
 
 func (e *ProtocolError) Error() string { return "dirty protocol: " + e.Message }
 
+// maxRaw is gunicorn's cap on raw_data (raw_data[:100].hex()).
+const maxRaw = 100
+
 func protoErr(kind ErrorKind, raw []byte, format string, args ...any) *ProtocolError {
-	if len(raw) > 20 {
-		raw = raw[:20]
+	pe := &ProtocolError{Kind: kind, Message: fmt.Sprintf(format, args...)}
+	if raw != nil {
+		pe.Raw = append(make([]byte, 0, min(len(raw), maxRaw)), raw[:min(len(raw), maxRaw)]...)
 	}
-	return &ProtocolError{Kind: kind, Message: fmt.Sprintf(format, args...), Raw: append([]byte(nil), raw...)}
+	return pe
+}
+
+// window is gunicorn's data[from:from+20].
+func window(data []byte, from int) []byte {
+	return data[from:min(from+20, len(data))]
 }
 
 // IsKind reports whether err is a ProtocolError of the given kind.

@@ -62,7 +62,7 @@ func asProtoErr(t *testing.T, what string, err error) *ProtocolError {
 	if !errors.As(err, &pe) || pe != err {
 		t.Fatalf("%s: error %v (%T) is not a *ProtocolError", what, err, err)
 	}
-	if pe.Message == "" || pe.Kind.String() == "" || len(pe.Raw) > 20 {
+	if pe.Message == "" || pe.Kind.String() == "" || len(pe.Raw) > maxRaw {
 		t.Fatalf("%s: malformed ProtocolError %+v", what, pe)
 	}
 	return pe

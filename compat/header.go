@@ -91,17 +91,17 @@ func RawHeader(b []byte) (magicOK, versionOK bool, h Header) {
 // BinaryProtocol.decode_header does (same checks, same order, same texts).
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < HeaderSize {
-		return Header{}, protoErr(KindTruncated, b, "Header too short: %d bytes, expected %d", len(b), HeaderSize)
+		return Header{}, protoErr(KindTruncated, window(b, 0), "Header too short: %d bytes, expected %d", len(b), HeaderSize)
 	}
 	magicOK, versionOK, h := RawHeader(b)
 	if !magicOK {
-		return Header{}, protoErr(KindBadMagic, b, "Invalid magic: %s, expected b'GD'", PyBytesRepr(b[:2]))
+		return Header{}, protoErr(KindBadMagic, window(b, 0), "Invalid magic: %s, expected b'GD'", PyBytesRepr(b[:2]))
 	}
 	if !versionOK {
-		return Header{}, protoErr(KindBadVersion, b, "Unsupported protocol version: %d, expected %d", b[2], Version)
+		return Header{}, protoErr(KindBadVersion, window(b, 0), "Unsupported protocol version: %d, expected %d", b[2], Version)
 	}
 	if !h.Type.Known() {
-		return Header{}, protoErr(KindUnknownMessageType, b, "Unknown message type: 0x%02x", uint8(h.Type))
+		return Header{}, protoErr(KindUnknownMessageType, window(b, 0), "Unknown message type: 0x%02x", uint8(h.Type))
 	}
 	if h.Length > MaxMessageSize {
 		return Header{}, protoErr(KindMessageTooLarge, nil, "Message too large: %d bytes (max: %d)", h.Length, MaxMessageSize)

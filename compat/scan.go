@@ -60,7 +60,12 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 		if _, err := d.value(0); err != nil {
 			return rr, err
 		}
-		return rr, protoErr(KindMissingField, payload, "Request payload must be a dict, got %s", pyTypeName(payload[0]))
+		if d.off != len(payload) {
+			// gunicorn decodes the whole payload first: trailing bytes are
+			// its error before the shape is.
+			return rr, protoErr(KindTrailingData, window(payload, d.off), "Trailing data after TLV: %d bytes", len(payload)-d.off)
+		}
+		return rr, protoErr(KindMissingField, window(payload, 0), "Request payload must be a dict, got %s", pyTypeName(payload[0]))
 	}
 	d.off = 1
 	n, _, err := d.count("dict", MaxDictSize, 0)
@@ -77,7 +82,7 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 	var appRaw []byte
 	for i := 0; i < n; i++ {
 		if !d.need(1) {
-			return rr, protoErr(KindTruncated, nil, "Truncated TLV data: no type byte")
+			return rr, protoErr(KindTruncated, d.raw(0), "Truncated TLV data: no type byte")
 		}
 		if kt := d.data[d.off]; kt != TypeString {
 			if _, err := d.value(1); err != nil {
@@ -103,7 +108,7 @@ func ScanRequest(payload []byte) (RequestRoute, error) {
 		}
 	}
 	if d.off != len(payload) {
-		return rr, protoErr(KindTrailingData, payload[d.off:], "Trailing data after TLV: %d bytes", len(payload)-d.off)
+		return rr, protoErr(KindTrailingData, window(payload, d.off), "Trailing data after TLV: %d bytes", len(payload)-d.off)
 	}
 	if !haveApp || appType == TypeNone {
 		return rr, protoErr(KindMissingField, nil, "Request is missing app_path")
@@ -136,7 +141,7 @@ func Validate(payload []byte) error {
 		return err
 	}
 	if d.off != len(payload) {
-		return protoErr(KindTrailingData, payload[d.off:], "Trailing data after TLV: %d bytes", len(payload)-d.off)
+		return protoErr(KindTrailingData, window(payload, d.off), "Trailing data after TLV: %d bytes", len(payload)-d.off)
 	}
 	return nil
 }

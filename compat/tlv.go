@@ -137,7 +137,7 @@ func Decode(data []byte) (any, error) {
 		return nil, err
 	}
 	if d.off != len(data) {
-		return nil, protoErr(KindTrailingData, data[d.off:], "Trailing data after TLV: %d bytes", len(data)-d.off)
+		return nil, protoErr(KindTrailingData, window(data, d.off), "Trailing data after TLV: %d bytes", len(data)-d.off)
 	}
 	return v, nil
 }
@@ -151,14 +151,9 @@ type decoder struct {
 }
 
 func (d *decoder) raw(back int) []byte {
-	start := d.off - back
-	if start < 0 {
-		start = 0
-	}
-	end := start + 20
-	if end > len(d.data) {
-		end = len(d.data)
-	}
+	// gunicorn's data[offset-back:offset+20].
+	start := max(d.off-back, 0)
+	end := min(d.off+20, len(d.data))
 	return d.data[start:end]
 }
 
@@ -172,7 +167,7 @@ func (d *decoder) u32() uint32 {
 
 func (d *decoder) value(depth int) (any, error) {
 	if !d.need(1) {
-		return nil, protoErr(KindTruncated, nil, "Truncated TLV data: no type byte")
+		return nil, protoErr(KindTruncated, d.raw(0), "Truncated TLV data: no type byte")
 	}
 	t := d.data[d.off]
 	d.off++
@@ -219,7 +214,7 @@ func (d *decoder) value(depth int) (any, error) {
 		}
 		if !utf8.Valid(b) {
 			// gunicorn appends str() of Python's UnicodeDecodeError.
-			return nil, protoErr(KindInvalidUTF8, b, "Invalid UTF-8 in string: %s", pyUTF8Error(b))
+			return nil, protoErr(KindInvalidUTF8, b[:min(len(b), 20)], "Invalid UTF-8 in string: %s", pyUTF8Error(b))
 		}
 		if d.skip {
 			return nil, nil
@@ -320,7 +315,7 @@ func (d *decoder) dict(depth int) (any, error) {
 	}
 	for i := 0; i < n; i++ {
 		if !d.need(1) {
-			return nil, protoErr(KindTruncated, nil, "Truncated TLV data: no type byte")
+			return nil, protoErr(KindTruncated, d.raw(0), "Truncated TLV data: no type byte")
 		}
 		if kt := d.data[d.off]; kt != TypeString {
 			// Decode the key first so a malformed key reports its own
@@ -328,7 +323,7 @@ func (d *decoder) dict(depth int) (any, error) {
 			if _, err := (&decoder{data: d.data, off: d.off, skip: true}).value(depth + 1); err != nil {
 				return nil, err
 			}
-			return nil, protoErr(KindNonStringKey, d.raw(0), "Dict key must be string, got %s", pyTypeName(kt))
+			return nil, protoErr(KindNonStringKey, nil, "Dict key must be string, got %s", pyTypeName(kt))
 		}
 		k, err := d.value(depth + 1)
 		if err != nil {

@@ -590,12 +590,7 @@ MALFORMED_PAYLOADS = {
     "truncated_float": b"\x06\x00",
     "missing_bool_byte": b"\x01",
     "truncated_list_count": b"\x20\x00",
-    "list_missing_item": pytest.param(
-        b"\x20\x00\x00\x00\x02\x05" + bytes(8),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "GUNICORN-INCOMPATIBILITY (cosmetic): gunicorn's decoder says "
-            "'Truncated TLV data: no type byte' with details {'raw_data': ''}; "
-            "gdirty sends the same message with details {} (omits the empty raw_data)"))),
+    "list_missing_item": b"\x20\x00\x00\x00\x02\x05" + bytes(8),
 }
 
 

@@ -136,6 +136,9 @@ func (p *Pool) Run(ctx context.Context) error {
 			p.manage()
 		case <-monitor.C:
 			p.checkHeartbeats()
+			if retry == nil {
+				p.manage()
+			}
 		}
 	}
 }
@@ -154,8 +157,11 @@ func (p *Pool) failureCount() int {
 }
 
 // manage spawns workers until the target count is reached or no app needs
-// another worker.
+// another worker, and retires workers beyond the target (as gunicorn's
+// manage_workers does) so that any race between reloads, scaling and
+// crashes settles at the target.
 func (p *Pool) manage() {
+	p.retireExcess()
 	for {
 		p.mu.Lock()
 		if p.stopping || p.activeLocked() >= p.target {
@@ -182,6 +188,22 @@ func (p *Pool) manage() {
 			p.mu.Unlock()
 			return
 		}
+	}
+}
+
+func (p *Pool) retireExcess() {
+	p.mu.Lock()
+	var extra []*member
+	for !p.stopping && p.activeLocked()-len(extra) > p.target {
+		victim := p.scaleDownVictimLocked(extra)
+		if victim == nil {
+			break
+		}
+		extra = append(extra, victim)
+	}
+	p.mu.Unlock()
+	for _, m := range extra {
+		p.retire(m, "more workers than the target")
 	}
 }
 
@@ -277,11 +299,21 @@ func (p *Pool) reap(w *Process) time.Duration {
 	if p.stopping || m == nil {
 		return 0
 	}
-	if m.replaces != nil {
+	var successor *member
+	for _, o := range p.workers {
+		if o.replaces == m {
+			successor = o
+		}
+	}
+	switch {
+	case m.replaces != nil:
 		// A reload replacement that never came up: the worker it was to
 		// replace keeps serving.
 		p.log.Errorf("Reload: replacement for dirty worker %d failed; keeping it", m.replaces.p.PID)
-	} else if !m.retiring {
+	case successor != nil:
+		// Died while its reload replacement boots: that one takes over.
+		successor.replaces = nil
+	case !m.retiring:
 		p.respawns = append(p.respawns, w.Apps)
 	}
 	if booted {
@@ -373,6 +405,13 @@ func (p *Pool) checkHeartbeats() {
 // and retires only once that replacement is ready, so the pool never lacks
 // a worker for any app during the reload.
 func (p *Pool) Reload() {
+	if r, ok := p.cfg.Spawner.(interface{ Refresh() error }); ok {
+		// First, so that replacements (and any crash respawn from now on)
+		// run the apps' current code.
+		if err := r.Refresh(); err != nil {
+			p.log.Errorf("Reload: cannot restart the fork server (%v); replacements reuse the running one", err)
+		}
+	}
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
@@ -386,18 +425,20 @@ func (p *Pool) Reload() {
 	}
 	p.mu.Unlock()
 	sort.Slice(olds, func(i, j int) bool { return olds[i].p.Age < olds[j].p.Age })
-	if r, ok := p.cfg.Spawner.(interface{ Refresh() error }); ok {
-		// Replacements must run the apps' current code.
-		if err := r.Refresh(); err != nil {
-			p.log.Errorf("Reload: cannot restart the fork server (%v); replacements reuse the running one", err)
-		}
-	}
 	p.log.Infof("Reloading %d dirty workers", len(olds))
 	for _, old := range olds {
+		p.mu.Lock()
+		alive := p.workers[old.p.PID] == old && !old.retiring && !p.stopping
+		p.mu.Unlock()
+		if !alive {
+			continue // died meanwhile: the crash path replaces it
+		}
 		if _, err := p.spawn(old.p.Apps, old); err != nil {
 			p.log.Errorf("Reload: cannot spawn replacement for worker %d: %v", old.p.PID, err)
 		}
 	}
+	// Whatever raced with the reload, the pool converges to its target.
+	p.poke()
 }
 
 func (p *Pool) isReplacedLocked(m *member) bool {
@@ -491,7 +532,7 @@ func (p *Pool) scaleDownVictimLocked(already []*member) *member {
 	counts := map[string]int{}
 	var candidates []*member
 	for _, m := range p.workers {
-		if m.retiring || chosen[m] {
+		if m.retiring || chosen[m] || m.replaces != nil {
 			continue
 		}
 		candidates = append(candidates, m)

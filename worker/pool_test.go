@@ -365,3 +365,48 @@ func TestPoolRecycleSpawnsReplacementFirst(t *testing.T) {
 		t.Fatalf("replacement started at event %d, stuck worker retired at %d", started, retiring)
 	}
 }
+
+// A reload racing worker deaths must still end with exactly the target
+// number of workers, all new (soak testing found extra workers left over).
+func TestPoolReloadRacingDeathsConverges(t *testing.T) {
+	sp := &fakeSpawner{}
+	p, _ := startPool(t, PoolConfig{Apps: []compat.AppSpec{{ImportPath: "m:A"}}, Workers: 3}, sp)
+	eventually(t, "3 booted workers", allBooted(p, 3))
+	old := sp.spawned()
+	go old[0].exit(exitStatus{code: -1, signal: syscall.SIGKILL, known: true})
+	p.Reload()
+	go old[1].exit(exitStatus{code: -1, signal: syscall.SIGKILL, known: true})
+	eventually(t, "exactly 3 booted workers, none of the old ones", func() bool {
+		ws := p.Workers()
+		if len(ws) != 3 || !allBooted(p, 3)() {
+			return false
+		}
+		for _, w := range ws {
+			for _, o := range old {
+				if w.PID == o.pid {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// More workers than the target (whatever caused it) are retired without
+// stranding an app.
+func TestPoolRetiresWorkersBeyondTarget(t *testing.T) {
+	specs := []compat.AppSpec{{ImportPath: "m:A"}, {ImportPath: "m:B", Workers: 1}}
+	p, _ := startPool(t, PoolConfig{Apps: specs, Workers: 1}, &fakeSpawner{})
+	eventually(t, "1 booted worker", allBooted(p, 1))
+	// Force two extra workers past the target, as a racing reload could.
+	for i := 0; i < 2; i++ {
+		if _, err := p.spawn([]string{"m:A"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.poke()
+	eventually(t, "back to one worker", func() bool { return len(p.Workers()) == 1 })
+	if got := p.Workers()[0].Apps; !reflect.DeepEqual(got, []string{"m:A", "m:B"}) {
+		t.Fatalf("kept %v: the only host of m:B was retired", got)
+	}
+}

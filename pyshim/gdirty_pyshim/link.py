@@ -37,6 +37,16 @@ class LinkClosed(Exception):
     """gdirty closed the link (or died): the worker must exit."""
 
 
+class FrameTooLarge(Exception):
+    """An answer over the protocol's 64 MiB frame limit. Only its call
+    fails (as in gunicorn, whose arbiter refuses the frame); the worker and
+    its other calls carry on."""
+
+    def __init__(self, size):
+        self.size = size
+        super().__init__(f"Message too large: {size} bytes (max: {MAX_MESSAGE_SIZE})")
+
+
 class Link:
     def __init__(self, sock):
         self.sock = sock
@@ -57,6 +67,8 @@ class Link:
         return mtype, link_id, payload
 
     def write(self, mtype, link_id, payload=b""):
+        if len(payload) > MAX_MESSAGE_SIZE:
+            raise FrameTooLarge(len(payload))
         head = HEADER.pack(MAGIC, VERSION, mtype, len(payload), link_id)
         with self._wlock:
             if len(payload) <= _COALESCE_LIMIT:

@@ -199,6 +199,8 @@ class DirtyWorker:
                 self.link.write(L.MSG_RESPONSE, link_id, body)
         except OSError:
             raise
+        except L.FrameTooLarge as e:
+            self._too_large(link_id, e)
         except Exception as e:
             tb = traceback.format_exc()
             self.log.error("Error executing %s.%s: %s\n%s",
@@ -216,6 +218,8 @@ class DirtyWorker:
             self.link.write(L.MSG_END, link_id)
         except OSError:
             raise
+        except L.FrameTooLarge as e:
+            self._too_large(link_id, e)
         except Exception as e:
             self._stream_failed(link_id, e)
         finally:
@@ -237,6 +241,8 @@ class DirtyWorker:
             self.link.write(L.MSG_END, link_id)
         except OSError:
             raise
+        except L.FrameTooLarge as e:
+            self._too_large(link_id, e)
         except Exception as e:
             self._stream_failed(link_id, e)
         finally:
@@ -244,6 +250,13 @@ class DirtyWorker:
                 asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
             except Exception:
                 pass
+
+    def _too_large(self, link_id, e):
+        # What gunicorn's arbiter answers when a worker's frame is over the
+        # limit: a DirtyWorkerError for that call only.
+        self.log.error("Answer to request %s not sent: %s", link_id, e)
+        self._send_error(link_id, DirtyWorkerError(
+            f"Worker communication failed: {e}", worker_id=os.getpid()))
 
     def _stream_failed(self, link_id, e):
         # gunicorn reports mid-stream failures without app_path/action.

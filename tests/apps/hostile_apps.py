@@ -50,8 +50,9 @@ class HostileApp(DirtyApp):
                 time.sleep(gap)
                 yield i
         finally:
-            with open(marker, "w") as f:
+            with open(marker + ".tmp", "w") as f:
                 f.write(f"{i} {n}")
+            os.replace(marker + ".tmp", marker)  # appears complete
 
     def blob(self, n):
         """n bytes: with n near 64 MiB the answer frame exceeds the
