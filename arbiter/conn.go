@@ -134,19 +134,33 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 		c.s.metrics.CallFinished("", route.Action, OutcomeNoWorkers, started)
 		return
 	}
-	w, call, derr := c.dispatch(app, payload)
-	if derr != nil {
-		c.write(derr.Frame(id))
-		outcome := OutcomeNoWorkers
-		if derr.Type == "DirtyTimeoutError" {
-			outcome = OutcomeTimeout
+	var outcome string
+	for attempt := 0; ; attempt++ {
+		w, call, derr := c.dispatch(app, payload)
+		if derr != nil {
+			c.write(derr.Frame(id))
+			outcome = OutcomeNoWorkers
+			if derr.Type == "DirtyTimeoutError" {
+				outcome = OutcomeTimeout
+			}
+			break
 		}
-		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
-		return
+		// A worker that died before reading the request never ran it: the
+		// call is routed again (a few times at most) instead of failing.
+		outcome = c.relay(id, w, call, attempt < maxReroutes)
+		if outcome != outcomeReroute {
+			break
+		}
 	}
-	outcome := c.relay(id, w, call)
 	c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 }
+
+// maxReroutes bounds how often one call is routed again after workers died
+// without reading it.
+const maxReroutes = 3
+
+// outcomeReroute is relay's answer for a call to route again.
+const outcomeReroute = "reroute"
 
 // dispatch acquires a worker and starts the call on it. A worker that died
 // between being picked and being written to never saw the call, so the
@@ -185,7 +199,7 @@ func (c *clientConn) acquireWaiting(app string, timeout time.Duration) (*worker.
 // dirty_timeout per frame, as in gunicorn; on timeout the call is abandoned
 // (its late answer is dropped by link id) and the client gets
 // DirtyTimeoutError.
-func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) string {
+func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call, mayReroute bool) string {
 	timeout := c.s.cfg.Timeout
 	var timer *time.Timer
 	var expired <-chan time.Time
@@ -211,6 +225,9 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call) stri
 			}
 		}
 		if f.Err != nil {
+			if f.Retry && mayReroute {
+				return outcomeReroute
+			}
 			c.write(f.Err.Frame(id))
 			return OutcomeWorker
 		}

@@ -176,7 +176,7 @@ func watchOrphan(pid int, ch chan<- exitStatus) {
 }
 
 // spawn asks the server to fork a worker whose link is childFile.
-func (z *zygote) spawn(o spawnOptions, childFile *os.File, timeout time.Duration) (int, chan exitStatus, error) {
+func (z *zygote) spawn(o spawnOptions, childFile, markFile *os.File, timeout time.Duration) (int, chan exitStatus, error) {
 	reply := make(chan zygoteReply, 1)
 	z.mu.Lock()
 	select {
@@ -188,7 +188,7 @@ func (z *zygote) spawn(o spawnOptions, childFile *os.File, timeout time.Duration
 	z.waiting[o.Age] = reply
 	z.mu.Unlock()
 	msg, _ := json.Marshal(map[string]any{"op": "spawn", "age": o.Age, "apps": o.Apps})
-	rights := syscall.UnixRights(int(childFile.Fd()))
+	rights := syscall.UnixRights(int(childFile.Fd()), int(markFile.Fd()))
 	if _, _, err := z.conn.WriteMsgUnix(msg, rights, nil); err != nil {
 		return 0, nil, fmt.Errorf("send spawn request: %w", err)
 	}
@@ -236,12 +236,19 @@ func (fs *ForkServer) Spawn(o spawnOptions) (*Process, error) {
 		return nil, err
 	}
 	defer childFile.Close()
-	pid, exited, err := z.spawn(o, childFile, fs.SpawnTimeout)
+	mark, err := newReadMark()
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	return newProcess(o, pid, conn, exited), nil
+	defer mark.closeFile()
+	pid, exited, err := z.spawn(o, childFile, mark.file, fs.SpawnTimeout)
+	if err != nil {
+		conn.Close()
+		mark.release()
+		return nil, err
+	}
+	return newProcess(o, pid, conn, mark, exited), nil
 }
 
 // zygote returns the live fork server, restarting it if it died.

@@ -29,6 +29,9 @@ type Frame struct {
 	Type    compat.MsgType
 	Payload []byte
 	Err     *compat.DirtyError
+	// Retry: the worker died without having read the request, so it never
+	// ran; the caller routes it again (Err is set too, for a last attempt).
+	Retry bool
 	// pooled: Payload came from the link's buffer pool; Release returns it.
 	pooled bool
 }
@@ -66,7 +69,8 @@ type Link struct {
 
 	wmu sync.Mutex // serialises frame writes
 
-	bufs bufPool // large answer payloads, recycled by Release
+	bufs bufPool   // large answer payloads, recycled by Release
+	mark *readMark // last request the worker read (nil: unknown)
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -193,8 +197,9 @@ func (l *Link) run(deathErr func(error) *compat.DirtyError) error {
 	l.mu.Unlock()
 	_ = l.conn.Close()
 	derr := deathErr(readErr)
+	lastRead := l.mark.lastRead()
 	for _, c := range calls {
-		l.send(c, Frame{Err: derr})
+		l.send(c, Frame{Err: derr, Retry: l.mark != nil && c.id > lastRead})
 		l.events.CallDone()
 	}
 	return readErr

@@ -104,7 +104,7 @@ func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
 	ours, theirs := net.Pipe()
 	w := &fakeWorker{pid: 100000 + n, apps: o.Apps, conn: theirs, exited: make(chan exitStatus, 1),
 		signals: make(chan syscall.Signal, 8), heartbeat: !f.silent}
-	p := newProcess(o, w.pid, ours, w.exited)
+	p := newProcess(o, w.pid, ours, nil, w.exited)
 	p.kill = w.signal
 	f.mu.Lock()
 	f.workers = append(f.workers, w)
@@ -249,7 +249,7 @@ func TestPoolBootFailuresBackOff(t *testing.T) {
 	p := NewPool(PoolConfig{Spawner: &fakeSpawner{}, Apps: gunicornDocSpecs, Workers: 1, Log: quietLog(), RespawnBackoffMax: 300 * time.Millisecond}, &recorder{})
 	var delays []time.Duration
 	for i := 0; i < 5; i++ {
-		w := newProcess(spawnOptions{Apps: []string{"m:Light"}}, 1, nopConn(), closedStatus(bootErrorExit))
+		w := newProcess(spawnOptions{Apps: []string{"m:Light"}}, 1, nopConn(), nil, closedStatus(bootErrorExit))
 		<-w.Done()
 		p.workers[w.PID] = &member{p: w}
 		delays = append(delays, p.reap(w))

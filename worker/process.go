@@ -170,8 +170,8 @@ func newLinkPair() (net.Conn, *os.File, error) {
 }
 
 // newProcess wires a started worker to its link. exited must deliver the
-// exit status exactly once.
-func newProcess(o spawnOptions, pid int, conn net.Conn, exited <-chan exitStatus) *Process {
+// exit status exactly once. mark may be nil (no re-routing on death).
+func newProcess(o spawnOptions, pid int, conn net.Conn, mark *readMark, exited <-chan exitStatus) *Process {
 	p := &Process{
 		Age:      o.Age,
 		Apps:     append([]string(nil), o.Apps...),
@@ -183,8 +183,10 @@ func newProcess(o spawnOptions, pid int, conn net.Conn, exited <-chan exitStatus
 	}
 	p.lastHeartbeat = p.Started
 	p.link = newLink(conn, pid, processEvents{p: p, onReady: o.OnReady, onDone: o.OnCallDone})
+	p.link.mark = mark
 	go func() {
 		defer close(p.linkDone)
+		defer mark.release()
 		_ = p.link.run(p.deathError)
 	}()
 	go func() {
@@ -217,14 +219,20 @@ func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
 		return nil, err
 	}
 	defer childFile.Close()
-	args := []string{"--link-fd", "3", "--age", strconv.Itoa(o.Age)}
+	mark, err := newReadMark()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer mark.closeFile()
+	args := []string{"--link-fd", "3", "--mark-fd", "4", "--age", strconv.Itoa(o.Age)}
 	for _, a := range o.Apps {
 		args = append(args, "--app", a)
 	}
 	args = append(args, "--")
 	args = append(args, s.Python.GunicornArgs...)
 	cmd := s.Python.command("gdirty_pyshim.worker", args...)
-	cmd.ExtraFiles = []*os.File{childFile}
+	cmd.ExtraFiles = []*os.File{childFile, mark.file}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	// Its own process group, so a terminal's Ctrl-C reaches only gdirty,
@@ -232,6 +240,7 @@ func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		conn.Close()
+		mark.release()
 		return nil, fmt.Errorf("start worker (%s): %w", s.Python.Interpreter, err)
 	}
 	exited := make(chan exitStatus, 1)
@@ -247,7 +256,7 @@ func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
 			exited <- exitStatus{}
 		}
 	}()
-	return newProcess(o, cmd.Process.Pid, conn, exited), nil
+	return newProcess(o, cmd.Process.Pid, conn, mark, exited), nil
 }
 
 // Close implements Spawner.

@@ -7,7 +7,7 @@ milliseconds instead of paying interpreter start-up and imports again.
 
 Control channel (SOCK_SEQPACKET, one JSON message per packet):
   gdirty -> here: {"op": "spawn", "age": N, "apps": [...]} + the worker's
-                  link fd (SCM_RIGHTS); {"op": "retire"}: fork no more and
+                  link fd and read-mark fd (SCM_RIGHTS); {"op": "retire"}: fork no more and
                   exit once every child has exited.
   here -> gdirty: {"op": "spawned", "age": N, "pid": P} or
                   {"op": "error", "age": N, "error": "..."};
@@ -102,27 +102,29 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             return True
-        if op != "spawn" or len(fds) != 1 or self.retiring:
+        if op != "spawn" or len(fds) != 2 or self.retiring:
             for fd in fds:
                 os.close(fd)
             self.send({"op": "error", "age": req.get("age"),
                        "error": f"bad spawn request {op!r} with {len(fds)} fds"})
             return True
-        link_fd = fds[0]
+        link_fd, mark_fd = fds
         try:
             pid = os.fork()
         except OSError as e:
             os.close(link_fd)
+            os.close(mark_fd)
             self.send({"op": "error", "age": req["age"], "error": str(e)})
             return True
         if pid == 0:
-            self.become_worker(link_fd, req["age"], req["apps"])
+            self.become_worker(link_fd, mark_fd, req["age"], req["apps"])
         os.close(link_fd)
+        os.close(mark_fd)
         self.children.add(pid)
         self.send({"op": "spawned", "age": req["age"], "pid": pid})
         return True
 
-    def become_worker(self, link_fd, age, apps):
+    def become_worker(self, link_fd, mark_fd, age, apps):
         try:
             os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
@@ -132,7 +134,7 @@ class ForkServer:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.ctl.close()
-            W.run(link_fd, age, apps, self.cfg, self.log)
+            W.run(link_fd, mark_fd, age, apps, self.cfg, self.log)
         except BaseException:
             traceback.print_exc()
         finally:

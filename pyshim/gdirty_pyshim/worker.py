@@ -142,6 +142,9 @@ class DirtyWorker:
             with self._inflight_cv:
                 self._inflight += 1
                 self._active.add(link_id)
+            # Before the call can start: a request past this mark was never
+            # read, so gdirty routes it elsewhere if this worker dies.
+            self.link.mark_read(link_id)
             self._jobs.put((link_id, payload))
 
     def _heartbeat(self):
@@ -325,6 +328,7 @@ def _install_signals(worker):
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="gdirty_pyshim.worker")
     p.add_argument("--link-fd", type=int, required=True)
+    p.add_argument("--mark-fd", type=int, required=True)
     p.add_argument("--age", type=int, required=True)
     p.add_argument("--app", action="append", default=[], dest="apps")
     p.add_argument("gunicorn_args", nargs=argparse.REMAINDER)
@@ -338,14 +342,14 @@ def main(argv=None):
         gargs = gargs[1:]
     cfg = load_cfg(gargs)
     log = cfg.logger_class(cfg)
-    run(opts.link_fd, opts.age, opts.apps, cfg, log)
+    run(opts.link_fd, opts.mark_fd, opts.age, opts.apps, cfg, log)
 
 
-def run(link_fd, age, apps, cfg, log):
+def run(link_fd, mark_fd, age, apps, cfg, log):
     """Boot and serve one worker on link_fd; never returns. Used after exec
     (main) and in a child forked by the fork server (cfg already loaded,
     app modules already imported)."""
-    link = L.Link(socket.socket(fileno=link_fd))
+    link = L.Link(socket.socket(fileno=link_fd), mark_fd)
     util._setproctitle(f"dirty-worker [{cfg.proc_name}]")
     worker = DirtyWorker(age, apps, cfg, log, link)
     _install_signals(worker)
