@@ -58,9 +58,6 @@ func (m Manage) Handle(payload []byte) ([]byte, *compat.DirtyError) {
 		r := m.Pool.ScaleDown(int(count))
 		result = compat.NewDict("success", true, "operation", "remove", "requested", count, "removed", int64(r.Changed),
 			"total_workers", int64(r.Total), "target_workers", int64(r.Target))
-		if r.Reason != "" && r.Changed < int(count) {
-			result.Set("reason", r.Reason)
-		}
 	default:
 		return nil, compat.ErrGeneric("Unknown manage operation: %s", compat.PyStr(opV))
 	}

@@ -45,6 +45,7 @@ func (t *target[T]) hosts(app string) bool { return app == "" || t.apps[app] }
 type waiter[T comparable] struct {
 	app  string
 	got  chan T // buffered(1): the assigned target
+	fail chan error
 	done bool
 }
 
@@ -111,8 +112,9 @@ func (r *Router[T]) Drain(key T) {
 	}
 }
 
-// Remove forgets a worker. Queued calls stay queued: another worker (or
-// the replacement) will take them.
+// Remove forgets a worker. Queued calls stay queued while another worker
+// (possibly still booting) hosts their app; the others get "no workers
+// available" at once instead of waiting for dirty_timeout.
 func (r *Router[T]) Remove(key T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -127,6 +129,7 @@ func (r *Router[T]) Remove(key T) {
 			break
 		}
 	}
+	r.failOrphansLocked()
 }
 
 // Release returns one call slot of a worker and hands it to the queue.
@@ -165,7 +168,7 @@ func (r *Router[T]) Acquire(ctx context.Context, app string) (T, error) {
 		r.mu.Unlock()
 		return zero, fmt.Errorf("%w (%d waiting)", ErrQueueFull, r.maxQueue)
 	}
-	w := &waiter[T]{app: app, got: make(chan T, 1)}
+	w := &waiter[T]{app: app, got: make(chan T, 1), fail: make(chan error, 1)}
 	r.waiters = append(r.waiters, w)
 	r.dispatchLocked()
 	r.mu.Unlock()
@@ -173,6 +176,8 @@ func (r *Router[T]) Acquire(ctx context.Context, app string) (T, error) {
 	select {
 	case key := <-w.got:
 		return key, nil
+	case err := <-w.fail:
+		return zero, err
 	case <-ctx.Done():
 		r.mu.Lock()
 		if w.done {
@@ -187,6 +192,25 @@ func (r *Router[T]) Acquire(ctx context.Context, app string) (T, error) {
 		r.mu.Unlock()
 		return zero, ctx.Err()
 	}
+}
+
+// failOrphansLocked answers the waiters whose app no worker hosts any
+// more (not even a booting one) with gunicorn's "no workers available":
+// nothing is coming to serve them.
+func (r *Router[T]) failOrphansLocked() {
+	kept := r.waiters[:0]
+	for _, w := range r.waiters {
+		if !w.done && !r.hostedLocked(w.app) {
+			w.done = true
+			w.fail <- &NoWorkersError{App: w.app, Pool: len(r.order) == 0}
+			continue
+		}
+		kept = append(kept, w)
+	}
+	for i := len(kept); i < len(r.waiters); i++ {
+		r.waiters[i] = nil
+	}
+	r.waiters = kept
 }
 
 // TryAcquire is Acquire without waiting: ok is false when the call would

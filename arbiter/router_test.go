@@ -232,3 +232,26 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestRouterFailsWaitersWhenNoHostRemains(t *testing.T) {
+	r := NewRouter[string](1, 0)
+	r.Add("w1", []string{"a"}) // booting, never ready
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := r.Acquire(ctx, "a")
+		got <- err
+	}()
+	waitFor(t, func() bool { return r.Queued() == 1 })
+	r.Remove("w1") // its only host failed to boot
+	select {
+	case err := <-got:
+		var nw *NoWorkersError
+		if !errors.As(err, &nw) {
+			t.Fatalf("err = %v, want NoWorkersError", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("waiter kept waiting with no host left for its app")
+	}
+}

@@ -65,6 +65,11 @@ type Pool struct {
 	wake   chan struct{} // asks Run to spawn what is missing
 	quit   chan struct{} // closed when the pool stops: nobody reads exited
 
+	// spawnMu serialises everything that decides what to spawn or retire
+	// (manage, scaling, reload, recycle): each decision counts the workers
+	// the previous one started.
+	spawnMu sync.Mutex
+
 	mu       sync.Mutex
 	workers  map[int]*member
 	target   int
@@ -161,6 +166,12 @@ func (p *Pool) failureCount() int {
 // manage_workers does) so that any race between reloads, scaling and
 // crashes settles at the target.
 func (p *Pool) manage() {
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
+	p.manageLocked()
+}
+
+func (p *Pool) manageLocked() {
 	p.retireExcess()
 	for {
 		p.mu.Lock()
@@ -281,13 +292,17 @@ func (p *Pool) ready(w *Process) {
 // reap forgets an exited worker and queues its apps for the replacement.
 // It returns how long to wait before spawning again (0 = now).
 func (p *Pool) reap(w *Process) time.Duration {
+	// Gone from the pool before anyone is told (gunicorn's
+	// dirty_worker_exit hook no longer sees it in arbiter.workers).
+	p.mu.Lock()
+	m := p.workers[w.PID]
+	delete(p.workers, w.PID)
+	p.mu.Unlock()
 	p.obs.WorkerExited(w)
 	code := w.ExitCode()
 	booted := w.Booted()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := p.workers[w.PID]
-	delete(p.workers, w.PID)
 	switch {
 	case code == bootErrorExit:
 		p.log.Errorf("Dirty worker failed to boot (pid:%d, apps: %v); see its error above", w.PID, w.Apps)
@@ -353,6 +368,8 @@ func (p *Pool) retire(m *member, reason string) {
 // replacement with the same apps starts at once and the stuck worker is
 // retired, so no later call is routed to it.
 func (p *Pool) Recycle(w *Process, reason string) {
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
 	p.mu.Lock()
 	m := p.workers[w.PID]
 	if m == nil || m.retiring || p.stopping {
@@ -412,6 +429,8 @@ func (p *Pool) Reload() {
 			p.log.Errorf("Reload: cannot restart the fork server (%v); replacements reuse the running one", err)
 		}
 	}
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
@@ -462,13 +481,15 @@ type ScaleResult struct {
 // actually spawned (none when every app has reached its worker limit), as
 // gunicorn's MANAGE add does.
 func (p *Pool) ScaleUp(n int) ScaleResult {
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
 	r := ScaleResult{}
 	for i := 0; i < n; i++ {
 		p.mu.Lock()
 		before := p.activeLocked()
 		p.target = max(p.target, before) + 1
 		p.mu.Unlock()
-		p.manage()
+		p.manageLocked()
 		p.mu.Lock()
 		grew := p.activeLocked() > before
 		if !grew {
@@ -492,6 +513,8 @@ func (p *Pool) ScaleUp(n int) ScaleResult {
 // app. It retires the oldest removable worker, preferring workers that
 // host no limited app.
 func (p *Pool) ScaleDown(n int) ScaleResult {
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
 	minimum := minimumWorkers(p.cfg.Apps)
 	var retire []*member
 	p.mu.Lock()
@@ -605,11 +628,11 @@ func (p *Pool) stop() {
 	}
 	for _, w := range workers {
 		<-w.Done()
+		p.mu.Lock()
+		delete(p.workers, w.PID)
+		p.mu.Unlock()
 		p.obs.WorkerExited(w)
 	}
-	p.mu.Lock()
-	p.workers = map[int]*member{}
-	p.mu.Unlock()
 }
 
 // Kill sends SIGKILL to every worker (fast shutdown); Run's stop then only

@@ -171,15 +171,16 @@ func runArbiter(c *cli.Context) error {
 
 	log.Infof("gdirty %s starting (pid: %d), %d workers x %d threads, apps: %s",
 		version, os.Getpid(), settings.DirtyWorkers, settings.DirtyThreads, strings.Join(appPaths, ", "))
+	// Caught before the socket line is printed: a signal sent the moment
+	// it appears must be handled, never kill gdirty (it waits in sigs
+	// until the server runs).
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, handledSignals...)
+	defer signal.Stop(sigs)
 	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
 	defer startProfile(log)()
-
-	// Signals are caught from here on: none may kill gdirty by default.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, handledSignals...)
-	defer signal.Stop(sigs)
 
 	st := &stack{log: log, errorlog: errorlog, srv: srv, pool: pool, listener: listener, graceful: graceful, parentGone: parentGone}
 	if c.Args().Len() > 0 {

@@ -117,14 +117,14 @@ class ForkServer:
             self.send({"op": "error", "age": req["age"], "error": str(e)})
             return True
         if pid == 0:
-            self.become_worker(link_fd, mark_fd, req["age"], req["apps"])
+            self.become_worker(link_fd, mark_fd, req["age"], req["apps"], req.get("ppid"))
         os.close(link_fd)
         os.close(mark_fd)
         self.children.add(pid)
         self.send({"op": "spawned", "age": req["age"], "pid": pid})
         return True
 
-    def become_worker(self, link_fd, mark_fd, age, apps):
+    def become_worker(self, link_fd, mark_fd, age, apps, ppid):
         try:
             os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
@@ -134,7 +134,7 @@ class ForkServer:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.ctl.close()
-            W.run(link_fd, mark_fd, age, apps, self.cfg, self.log)
+            W.run(link_fd, mark_fd, age, apps, self.cfg, self.log, ppid=ppid)
         except BaseException:
             traceback.print_exc()
         finally:

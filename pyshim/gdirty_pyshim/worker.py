@@ -345,13 +345,16 @@ def main(argv=None):
     run(opts.link_fd, opts.mark_fd, opts.age, opts.apps, cfg, log)
 
 
-def run(link_fd, mark_fd, age, apps, cfg, log):
+def run(link_fd, mark_fd, age, apps, cfg, log, ppid=None):
     """Boot and serve one worker on link_fd; never returns. Used after exec
     (main) and in a child forked by the fork server (cfg already loaded,
     app modules already imported)."""
     link = L.Link(socket.socket(fileno=link_fd), mark_fd)
     util._setproctitle(f"dirty-worker [{cfg.proc_name}]")
     worker = DirtyWorker(age, apps, cfg, log, link)
+    if ppid:
+        # Forked by the fork server: the arbiter is gdirty, not our parent.
+        worker.ppid = ppid
     _install_signals(worker)
 
     worker.start_heartbeat()
