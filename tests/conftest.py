@@ -32,6 +32,9 @@ from pathlib import Path
 
 import pytest
 
+import proctools
+from proctools import descendants, pid_gone  # noqa: F401  (re-exported)
+
 from gunicorn.dirty.client import DirtyClient
 from gunicorn.dirty.protocol import BinaryProtocol
 
@@ -75,59 +78,8 @@ def wait_until(predicate, timeout, message, interval=0.02):
 
 
 def stop_process(proc, timeout=STOP_TIMEOUT, sig=signal.SIGTERM):
-    """Send ``sig``, wait up to ``timeout`` for the exit, SIGKILL as a
-    fallback. Returns ``(returncode, killed)``: ``killed`` is True when the
-    process did not exit on ``sig`` in time."""
-    if proc.poll() is not None:
-        return proc.returncode, False
-    try:
-        proc.send_signal(sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=timeout)
-        return proc.returncode, False
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-        return proc.returncode, True
-
-
-def pid_gone(pid):
-    """True when ``pid`` no longer runs (absent, or a zombie not yet reaped
-    by an init that does not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state in ("Z", "X")
-    except FileNotFoundError:
-        return True
-    except (IndexError, OSError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-
-def descendants(root):
-    """PIDs of every live descendant of ``root`` (from /proc)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    """proctools.stop_process with the fixtures' default deadline."""
+    return proctools.stop_process(proc, timeout, sig)
 
 
 _ids = itertools.count(1)

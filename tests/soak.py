@@ -64,6 +64,7 @@ APPS_DIR = HERE / "apps"
 sys.path.insert(0, str(HERE))
 
 from hostile_util import Gauges, metric, metrics_url_from_log, mib, scrape  # noqa: E402
+from proctools import descendants, pid_gone, stop_process  # noqa: E402
 
 from gunicorn.dirty.client import DirtyClient  # noqa: E402
 from gunicorn.dirty.errors import (  # noqa: E402
@@ -94,50 +95,7 @@ class SoakFailure(Exception):
 # ---------------------------------------------------------------------------
 
 def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    except (IndexError, OSError):
-        return False
-
-
-def descendants(root):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def stop_popen(proc, timeout=30.0):
-    """SIGTERM, wait, SIGKILL fallback. Returns (returncode, killed)."""
-    if proc.poll() is not None:
-        return proc.returncode, False
-    try:
-        proc.send_signal(signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=timeout)
-        return proc.returncode, False
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-        return proc.returncode, True
+    return not pid_gone(pid)
 
 
 def stop_mp(proc, timeout=10.0):
@@ -821,7 +779,7 @@ def run(args):
         if proc is not None:
             if proc.poll() is None:
                 seen_pids.update(descendants(proc.pid))
-            rc, killed = stop_popen(proc)
+            rc, killed = stop_process(proc)
             fig["gdirty_exit"] = rc
             if killed:
                 failures.append("gdirty did not exit within 30s of SIGTERM (killed)")
