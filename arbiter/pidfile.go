@@ -134,9 +134,6 @@ func ParentCommand() string {
 	return strings.TrimSpace(string(bytes.ReplaceAll(data, []byte{0}, []byte{' '})))
 }
 
-// ErrParentGone is returned by WatchParent when the owning process died.
-var ErrParentGone = errors.New("parent process exited")
-
 // ParentAlive reports whether pid still exists (and, when it was our
 // parent, is still our parent: a re-parented process means it died even
 // if its PID was reused).

@@ -54,7 +54,6 @@ type Server struct {
 	log     logrus.FieldLogger
 	router  *Router[*worker.Process]
 	pool    *worker.Pool
-	start   time.Time
 	metrics *Metrics
 
 	mu       sync.Mutex
@@ -74,7 +73,6 @@ func NewServer(cfg Config) *Server {
 		log:     cfg.Log,
 		router:  NewRouter[*worker.Process](cfg.Threads, cfg.MaxQueue),
 		conns:   map[*clientConn]struct{}{},
-		start:   time.Now(),
 		metrics: cfg.Metrics,
 	}
 }

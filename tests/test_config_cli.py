@@ -4,7 +4,6 @@ shutdown and the socket's permissions."""
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import threading
@@ -258,12 +257,3 @@ def test_socket_in_use_is_refused(gdirty_start, gdirty_spawn, tmp_path):
         c.close()
 
 
-def test_stale_socket_file_is_replaced(gdirty_start, tmp_path):
-    d = tmp_path / "stale"
-    d.mkdir(mode=0o700)
-    path = d / "dirty.sock"
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(str(path))
-    s.close()  # a socket file nobody listens on
-    g = gdirty_start(BASE, workers=1, args=["--socket", str(path)])
-    assert query_status(g.socket_path)["worker_count"] == 1

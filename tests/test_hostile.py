@@ -38,7 +38,7 @@ import uuid
 import pytest
 
 from conftest import (
-    GDirtyLauncher, connect, dirty_config, next_id, recv_frame,
+    GDirtyLauncher, connect, dirty_config, next_id, query_status, recv_frame,
     stop_process, wait_until,
 )
 from gunicorn.dirty.client import DirtyClient
@@ -1139,6 +1139,7 @@ def test_stale_socket_is_replaced(gdirty_start, tmp_path):
     s.bind(str(path))
     s.close()  # a socket file nobody listens on
     g = gdirty_start(CONF1, workers=1, args=["--socket", str(path)])
+    assert query_status(g.socket_path)["worker_count"] == 1
     assert_mode(str(path), 0o600, 0o700)
     c = g.client()
     try:

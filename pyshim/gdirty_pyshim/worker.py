@@ -37,6 +37,9 @@ from .gconfig import load_cfg
 
 WORKER_BOOT_ERROR = 3
 
+# Marks the end of a generator (StopIteration cannot cross the helpers).
+_EXHAUSTED = object()
+
 
 class _Shutdown(BaseException):
     """Raised in the main thread by a stop signal to leave the read loop."""
@@ -213,31 +216,35 @@ class DirtyWorker:
 
     def _stream_sync(self, link_id, gen):
         try:
-            for chunk in gen:
-                if link_id in self._cancelled:
-                    break
-                self.link.write(L.MSG_CHUNK, link_id,
-                                TLVEncoder.encode({"data": chunk}))
-            self.link.write(L.MSG_END, link_id)
-        except OSError:
-            raise
-        except L.FrameTooLarge as e:
-            self._too_large(link_id, e)
-        except Exception as e:
-            self._stream_failed(link_id, e)
+            self._stream(link_id, lambda: next(gen, _EXHAUSTED))
         finally:
             gen.close()
 
     def _stream_async(self, link_id, agen):
         loop = self._async_loop()
+
+        def next_chunk():
+            try:
+                return asyncio.run_coroutine_threadsafe(
+                    agen.__anext__(), loop).result()
+            except StopAsyncIteration:
+                return _EXHAUSTED
+
+        try:
+            self._stream(link_id, next_chunk)
+        finally:
+            try:
+                asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
+            except Exception:
+                pass
+
+    def _stream(self, link_id, next_chunk):
+        """Send CHUNK per item, then END; a failure mid-stream ends it with
+        an error, and a cancelled call (its caller is gone) stops early."""
         try:
             while True:
-                try:
-                    chunk = asyncio.run_coroutine_threadsafe(
-                        agen.__anext__(), loop).result()
-                except StopAsyncIteration:
-                    break
-                if link_id in self._cancelled:
+                chunk = next_chunk()
+                if chunk is _EXHAUSTED or link_id in self._cancelled:
                     break
                 self.link.write(L.MSG_CHUNK, link_id,
                                 TLVEncoder.encode({"data": chunk}))
@@ -248,11 +255,6 @@ class DirtyWorker:
             self._too_large(link_id, e)
         except Exception as e:
             self._stream_failed(link_id, e)
-        finally:
-            try:
-                asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
-            except Exception:
-                pass
 
     def _too_large(self, link_id, e):
         # What gunicorn's arbiter answers when a worker's frame is over the
