@@ -13,7 +13,6 @@ arbiter's CPU and memory at the window's edges).
 """
 
 import multiprocessing
-import os
 import signal
 import time
 from array import array

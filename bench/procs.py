@@ -7,6 +7,7 @@ process group and of every worker PID ever seen as a fallback).
 
 import os
 import signal
+import sys
 import subprocess
 import time
 
@@ -15,6 +16,10 @@ from gunicorn.dirty.protocol import BinaryProtocol
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
+
+# The process helpers the test suite uses (one copy for tests and bench).
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from proctools import pid_gone  # noqa: E402
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
@@ -34,17 +39,6 @@ def wait_until(pred, timeout, what, interval=0.01):
             msg = what() if callable(what) else what
             raise BenchError(f"timed out after {timeout:.1f}s waiting for {msg}")
         time.sleep(interval)
-
-
-def pid_gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state in ("Z", "X")
-    except FileNotFoundError:
-        return True
-    except (IndexError, OSError):
-        return False
 
 
 def query_status(socket_path, timeout=5.0):
