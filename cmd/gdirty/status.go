@@ -65,11 +65,17 @@ func toJSON(v any) any {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return compat.PyFloatRepr(x)
 		}
-		return x
+		return pyFloat(x)
 	default:
 		return x
 	}
 }
+
+// pyFloat keeps a float a float in JSON, as Python's json does: 1.0 is
+// written "1.0", not "1" (which readers would take for an int).
+type pyFloat float64
+
+func (f pyFloat) MarshalJSON() ([]byte, error) { return []byte(compat.PyFloatRepr(float64(f))), nil }
 
 type orderedJSON struct{ d *compat.Dict }
 
