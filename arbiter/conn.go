@@ -21,6 +21,9 @@ import (
 type clientConn struct {
 	s    *Server
 	conn net.Conn
+	// format renders answers for a connection that speaks another
+	// protocol than v1 (conn_v0.go); nil for v1.
+	format answerFormat
 
 	mu   sync.Mutex
 	busy bool
@@ -34,6 +37,13 @@ const readBufferSize = 64 * 1024
 func (c *clientConn) serve() {
 	defer c.conn.Close()
 	r := bufio.NewReaderSize(c.conn, readBufferSize)
+	// The protocol is chosen once, from the first byte: a v1 frame starts
+	// with the magic "GD"; a v0 length prefix (at most 64 MiB) never
+	// starts with 'G'.
+	if first, err := r.Peek(1); err == nil && first[0] != 'G' {
+		c.serveV0(r)
+		return
+	}
 	var buf []byte
 	for {
 		h, payload, err := compat.ReadFrame(r, buf)
@@ -125,12 +135,19 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 		c.s.metrics.CallFinished(route.AppPath, route.Action, OutcomeProtocol, started)
 		return
 	}
+	c.call(id, route, payload, started)
+}
+
+// call routes a validated request to a worker and relays its answers; it
+// serves both protocols (answers are written through writeFrame and
+// writeError).
+func (c *clientConn) call(id uint64, route compat.RequestRoute, payload []byte, started time.Time) {
 	app := route.AppPath
 	switch {
 	case route.AnyWorker():
 		app = "" // the router's "any worker"
 	case !route.AppIsString:
-		c.write(compat.ErrNoWorkersForAppValue(route.AppValue).Frame(id))
+		c.writeError(compat.ErrNoWorkersForAppValue(route.AppValue), id)
 		c.s.metrics.CallFinished("", route.Action, OutcomeNoWorkers, started)
 		return
 	}
@@ -138,7 +155,7 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 	for attempt := 0; ; attempt++ {
 		w, call, derr := c.dispatch(app, payload)
 		if derr != nil {
-			c.write(derr.Frame(id))
+			c.writeError(derr, id)
 			outcome = OutcomeNoWorkers
 			if derr.Type == "DirtyTimeoutError" {
 				outcome = OutcomeTimeout
@@ -228,7 +245,7 @@ func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call, mayR
 			if f.Retry && mayReroute {
 				return outcomeReroute
 			}
-			c.write(f.Err.Frame(id))
+			c.writeError(f.Err, id)
 			return OutcomeWorker
 		}
 		final, outcome := f.Final(), ""
@@ -262,7 +279,7 @@ func (c *clientConn) timedOut(id uint64, w *worker.Process, call *worker.Call, t
 	if c.s.pool != nil {
 		c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
 	}
-	c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
+	c.writeError(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))), id)
 	return OutcomeTimeout
 }
 
@@ -289,12 +306,23 @@ func (c *clientConn) writeResult(id uint64, result any) {
 
 // writeFrame sends header and payload with one writev, no copy.
 func (c *clientConn) writeFrame(t compat.MsgType, id uint64, payload []byte) bool {
+	if c.format != nil {
+		return c.writeBufs(c.format.answer(t, id, payload))
+	}
 	var hdr [compat.HeaderSize]byte
 	compat.PutHeader(hdr[:], compat.Header{Type: t, Length: uint32(len(payload)), ID: id})
 	return c.writeBufs(net.Buffers{hdr[:], payload})
 }
 
 func (c *clientConn) write(frame []byte) bool { return c.writeBufs(net.Buffers{frame}) }
+
+// writeError sends an error the arbiter synthesised for request id.
+func (c *clientConn) writeError(e *compat.DirtyError, id uint64) bool {
+	if c.format != nil {
+		return c.write(c.format.errorFrame(e, id))
+	}
+	return c.write(e.Frame(id))
+}
 
 func (c *clientConn) writeBufs(b net.Buffers) bool {
 	if c.isBroken() {

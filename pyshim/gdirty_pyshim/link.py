@@ -82,9 +82,15 @@ class Link:
         if len(payload) > MAX_MESSAGE_SIZE:
             raise FrameTooLarge(len(payload))
         head = HEADER.pack(MAGIC, VERSION, mtype, len(payload), link_id)
-        with self._wlock:
-            if len(payload) <= _COALESCE_LIMIT:
-                self.sock.sendall(head + payload)
-            else:
-                self.sock.sendall(head)
-                self.sock.sendall(payload)
+        # A failed send is LinkClosed, not OSError, so the worker can tell
+        # a dead link from an app that raised OSError (which must reach the
+        # caller as DirtyAppError).
+        try:
+            with self._wlock:
+                if len(payload) <= _COALESCE_LIMIT:
+                    self.sock.sendall(head + payload)
+                else:
+                    self.sock.sendall(head)
+                    self.sock.sendall(payload)
+        except OSError as e:
+            raise LinkClosed() from e

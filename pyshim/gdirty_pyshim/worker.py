@@ -21,18 +21,27 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 
 from gunicorn import util
 from gunicorn.dirty.app import load_dirty_apps
 from gunicorn.dirty.errors import (
     DirtyAppError,
     DirtyAppNotFoundError,
+    DirtyProtocolError,
     DirtyWorkerError,
 )
-from gunicorn.dirty.tlv import TLVEncoder
 from gunicorn.workers.workertmp import WorkerTmp
 
+try:
+    from gunicorn.dirty.tlv import TLVEncoder
+except ImportError:
+    # gunicorn 25.0.x has no TLV codec (its clients speak JSON, v0); the
+    # private link still uses TLV for READY, so pyshim brings its own.
+    from .tlv import TLVEncoder
+
 from . import link as L
+from . import v0
 from .gconfig import load_cfg
 
 WORKER_BOOT_ERROR = 3
@@ -157,7 +166,7 @@ class DirtyWorker:
             try:
                 self.link.write(L.MSG_HEARTBEAT, 0)
                 self.tmp.notify()
-            except (OSError, ValueError):
+            except (OSError, ValueError, L.LinkClosed):
                 return
             time.sleep(interval)
 
@@ -169,7 +178,7 @@ class DirtyWorker:
             link_id, payload = job
             try:
                 self.handle(link_id, payload)
-            except OSError:
+            except L.LinkClosed:
                 # The link is gone; the main thread exits on its own.
                 pass
             except Exception:
@@ -182,7 +191,11 @@ class DirtyWorker:
                     self._inflight_cv.notify_all()
 
     def handle(self, link_id, payload):
+        if v0.is_v0(payload):
+            self.handle_v0(link_id, payload)
+            return
         app_path = action = None
+        codec = _TLVCodec
         try:
             request = TLVEncoder.decode_full(payload)
             app_path = request.get("app_path")
@@ -196,14 +209,8 @@ class DirtyWorker:
                 # gunicorn the not-found error is reported as a DirtyAppError.
                 raise DirtyAppNotFoundError(app_path)
             result = self.apps[app_path](action, *args, **kwargs)
-            if inspect.isgenerator(result):
-                self._stream_sync(link_id, result)
-            elif inspect.isasyncgen(result):
-                self._stream_async(link_id, result)
-            else:
-                body = TLVEncoder.encode({"result": result})
-                self.link.write(L.MSG_RESPONSE, link_id, body)
-        except OSError:
+            self._answer(link_id, result, codec)
+        except L.LinkClosed:
             raise
         except L.FrameTooLarge as e:
             self._too_large(link_id, e)
@@ -212,15 +219,61 @@ class DirtyWorker:
             self.log.error("Error executing %s.%s: %s\n%s",
                            app_path, action, e, tb)
             self._send_error(link_id, DirtyAppError(
-                str(e), app_path=app_path, action=action, traceback=tb))
+                str(e), app_path=app_path, action=action, traceback=tb), codec)
 
-    def _stream_sync(self, link_id, gen):
+    def handle_v0(self, link_id, payload):
+        """Answer a gunicorn 25.0.x (JSON) request as 25.0.3's worker
+        does (DirtyWorker.handle_request), writing each answer's final
+        JSON body: same defaults for missing keys, same errors, and a
+        result JSON cannot carry becomes 25.0.3's DirtyAppError("Failed to
+        encode message: ...")."""
         try:
-            self._stream(link_id, lambda: next(gen, _EXHAUSTED))
+            message = v0.decode(payload)
+        except Exception as e:
+            # gdirty validated the JSON; only CPython's own limits (deep
+            # nesting, huge integers) can fail here.
+            self._send_error(link_id, DirtyProtocolError(
+                f"Failed to decode message: {e}"), v0.Codec("unknown"))
+            return
+        codec = v0.Codec(message.get("id", str(uuid.uuid4())))
+        msg_type = message.get("type")
+        if msg_type != "request":
+            self._send_error(link_id, DirtyWorkerError(
+                f"Unknown message type: {msg_type}"), codec)
+            return
+        app_path = message.get("app_path")
+        action = message.get("action")
+        args = message.get("args", [])
+        kwargs = message.get("kwargs", {})
+        try:
+            if app_path not in self.apps:
+                raise DirtyAppNotFoundError(app_path)
+            result = self.apps[app_path](action, *args, **kwargs)
+            self._answer(link_id, result, codec)
+        except L.LinkClosed:
+            raise
+        except Exception as e:
+            tb = traceback.format_exc()
+            self.log.error("Error executing %s.%s: %s\n%s",
+                           app_path, action, e, tb)
+            self._send_error(link_id, DirtyAppError(
+                str(e), app_path=app_path, action=action, traceback=tb), codec)
+
+    def _answer(self, link_id, result, codec):
+        if inspect.isgenerator(result):
+            self._stream_sync(link_id, result, codec)
+        elif inspect.isasyncgen(result):
+            self._stream_async(link_id, result, codec)
+        else:
+            self.link.write(L.MSG_RESPONSE, link_id, codec.response(result))
+
+    def _stream_sync(self, link_id, gen, codec):
+        try:
+            self._stream(link_id, lambda: next(gen, _EXHAUSTED), codec)
         finally:
             gen.close()
 
-    def _stream_async(self, link_id, agen):
+    def _stream_async(self, link_id, agen, codec):
         loop = self._async_loop()
 
         def next_chunk():
@@ -231,14 +284,14 @@ class DirtyWorker:
                 return _EXHAUSTED
 
         try:
-            self._stream(link_id, next_chunk)
+            self._stream(link_id, next_chunk, codec)
         finally:
             try:
                 asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
             except Exception:
                 pass
 
-    def _stream(self, link_id, next_chunk):
+    def _stream(self, link_id, next_chunk, codec):
         """Send CHUNK per item, then END; a failure mid-stream ends it with
         an error, and a cancelled call (its caller is gone) stops early."""
         try:
@@ -246,15 +299,14 @@ class DirtyWorker:
                 chunk = next_chunk()
                 if chunk is _EXHAUSTED or link_id in self._cancelled:
                     break
-                self.link.write(L.MSG_CHUNK, link_id,
-                                TLVEncoder.encode({"data": chunk}))
-            self.link.write(L.MSG_END, link_id)
-        except OSError:
+                self.link.write(L.MSG_CHUNK, link_id, codec.chunk(chunk))
+            self.link.write(L.MSG_END, link_id, codec.end())
+        except L.LinkClosed:
             raise
         except L.FrameTooLarge as e:
             self._too_large(link_id, e)
         except Exception as e:
-            self._stream_failed(link_id, e)
+            self._stream_failed(link_id, e, codec)
 
     def _too_large(self, link_id, e):
         # What gunicorn's arbiter answers when a worker's frame is over the
@@ -263,11 +315,11 @@ class DirtyWorker:
         self._send_error(link_id, DirtyWorkerError(
             f"Worker communication failed: {e}", worker_id=os.getpid()))
 
-    def _stream_failed(self, link_id, e):
+    def _stream_failed(self, link_id, e, codec):
         # gunicorn reports mid-stream failures without app_path/action.
         tb = traceback.format_exc()
         self.log.error("Error during streaming: %s\n%s", e, tb)
-        self._send_error(link_id, DirtyAppError(str(e), traceback=tb))
+        self._send_error(link_id, DirtyAppError(str(e), traceback=tb), codec)
 
     def _async_loop(self):
         """One event loop per worker for async generators, as gunicorn runs
@@ -281,9 +333,8 @@ class DirtyWorker:
                 self._aloop = loop
             return self._aloop
 
-    def _send_error(self, link_id, err):
-        self.link.write(L.MSG_ERROR, link_id,
-                        TLVEncoder.encode({"error": err.to_dict()}))
+    def _send_error(self, link_id, err, codec=None):
+        self.link.write(L.MSG_ERROR, link_id, (codec or _TLVCodec).error(err))
 
     # -- shutdown -------------------------------------------------------------
 
@@ -311,6 +362,27 @@ class DirtyWorker:
                 self.log.debug("Closed dirty app: %s", path)
             except Exception as e:
                 self.log.error("Error closing dirty app %s: %s", path, e)
+
+
+class _TLVCodec:
+    """Answer bodies for a v1 call: TLV payloads, as gunicorn 25.1+'s
+    worker writes them."""
+
+    @staticmethod
+    def response(result):
+        return TLVEncoder.encode({"result": result})
+
+    @staticmethod
+    def chunk(data):
+        return TLVEncoder.encode({"data": data})
+
+    @staticmethod
+    def end():
+        return b""
+
+    @staticmethod
+    def error(err):
+        return TLVEncoder.encode({"error": err.to_dict()})
 
 
 def _install_signals(worker):
