@@ -56,6 +56,10 @@ class EchoApp(_Base):
     def fail_key(self):
         return {}["missing"]
 
+    def fail_os(self, path):
+        with open(path):  # FileNotFoundError: the app's own OSError
+            pass
+
     def unencodable(self):
         return {1, 2, 3}  # a set: not TLV-encodable
 
