@@ -225,7 +225,7 @@ func (p *parser) number(build bool) (any, error) {
 		return f, nil // out of range: ±Inf or 0, as Python's float()
 	}
 	if n := intEnd - digits; n > maxIntDigits {
-		return nil, fmt.Errorf("Exceeds the limit (%d digits) for integer string conversion: value has %d digits; use sys.set_int_max_str_digits() to increase the limit", maxIntDigits, n)
+		return nil, pyError(fmt.Sprintf("Exceeds the limit (%d digits) for integer string conversion: value has %d digits; use sys.set_int_max_str_digits() to increase the limit", maxIntDigits, n))
 	}
 	if !build {
 		return nil, nil
@@ -243,3 +243,9 @@ func (p *parser) skipDigits() {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// pyError is an error whose text is Python's exception message, verbatim
+// (capitalised as Python writes it).
+type pyError string
+
+func (e pyError) Error() string { return string(e) }

@@ -64,9 +64,9 @@ func appendValue(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(b, '}'), nil
 	case []byte:
-		return nil, fmt.Errorf("Object of type bytes is not JSON serializable")
+		return nil, pyError("Object of type bytes is not JSON serializable")
 	}
-	return nil, fmt.Errorf("Object of type %T is not JSON serializable", v)
+	return nil, pyError(fmt.Sprintf("Object of type %T is not JSON serializable", v))
 }
 
 // appendFloat is json's floatstr: NaN, Infinity, -Infinity, else repr().
