@@ -101,3 +101,17 @@ func (c *clientConn) v0ReadFailed(err error) {
 	}
 	c.s.log.Warnf("Closing client connection: %v", err)
 }
+
+// refuseV0 is refuse for a gunicorn 25.0.x client: its first request gets
+// the DirtyError, under its own id when it has one.
+func refuseV0(conn net.Conn, r io.Reader, message string) {
+	body, err := v0.ReadFrame(r, nil)
+	if err != nil {
+		return
+	}
+	f := &v0Format{id: "unknown"}
+	if req, err := v0.ScanRequest(body); err == nil {
+		f.id = req.ID
+	}
+	_, _ = conn.Write(f.errorFrame(compat.ErrGeneric("%s", message), 0))
+}

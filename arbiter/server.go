@@ -4,6 +4,7 @@
 package arbiter
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -199,7 +200,12 @@ func (s *Server) uidAllowed(uid int) bool {
 func refuse(conn net.Conn, message string) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	h, _, err := compat.ReadFrame(conn, nil)
+	r := bufio.NewReader(conn)
+	if first, err := r.Peek(1); err == nil && first[0] != 'G' {
+		refuseV0(conn, r, message)
+		return
+	}
+	h, _, err := compat.ReadFrame(r, nil)
 	if err != nil && !compat.IsKind(err, compat.KindUnknownMessageType) {
 		return
 	}

@@ -436,3 +436,23 @@ def test_pyshim_v0_codec_is_gunicorn_25_0s():
     res = subprocess.run([PY25, "-c", PYSHIM_CHECK], input=json.dumps(NASTY),
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_v0_client_over_max_connections_gets_its_error(gdirty_bin, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conftest, "PYTHON", PY25)
+        launcher = GDirtyLauncher(gdirty_bin, tmp_path_factory, name="gdirty-v0-maxconn")
+        try:
+            g = launcher.start(dirty_config([ECHO], workers=1), workers=1,
+                               args=["--max-connections", "1"])
+            with connect(g.socket_path) as held:
+                held.sendall(frame(request("in", ECHO, "echo_value", 1)))
+                assert recv_answer(held) == [b'{"type": "response", "id": "in", "result": 1}']
+                with connect(g.socket_path) as extra:
+                    extra.sendall(frame(request("over", ECHO, "echo_value", 2)))
+                    msg = json.loads(recv_body(extra))
+                    assert extra.recv(1) == b""
+            assert msg["id"] == "over" and msg["error"]["error_type"] == "DirtyError"
+            assert "limit 1" in msg["error"]["message"]
+        finally:
+            launcher.stop_all()
