@@ -456,3 +456,29 @@ def test_v0_client_over_max_connections_gets_its_error(gdirty_bin, tmp_path_fact
             assert "limit 1" in msg["error"]["message"]
         finally:
             launcher.stop_all()
+
+
+def test_v0_timeout_and_worker_death(gdirty_bin, tmp_path_factory):
+    """The errors the arbiter synthesises reach a 25.0.x client as v0
+    messages under the call's id: dirty_timeout (25.0.3's arbiter's own
+    DirtyTimeoutError, byte for byte) and a worker dying mid-call."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conftest, "PYTHON", PY25)
+        launcher = GDirtyLauncher(gdirty_bin, tmp_path_factory, name="gdirty-v0-faults")
+        try:
+            g = launcher.start(dirty_config([ECHO], workers=1, timeout=1), workers=1)
+            with connect(g.socket_path) as s:
+                s.sendall(frame(request("slow", ECHO, "sleep", 3)))
+                assert recv_answer(s) == [
+                    b'{"type": "error", "id": "slow", "error": {"error_type": "DirtyTimeoutError", '
+                    b'"message": "Worker timeout", "details": {"timeout": 1}}}']
+                wait_until(lambda: _try_echo(g.socket_path), 60, "a replacement worker")
+                s.sendall(frame(request(42, ECHO, "crash")))
+                [b] = recv_answer(s)
+                msg = json.loads(b)
+                assert msg["id"] == 42 and msg["type"] == "error"
+                assert msg["error"]["error_type"] == "DirtyWorkerError"
+                assert msg["error"]["message"].startswith("Worker communication failed")
+                assert json.dumps(msg).encode() == b
+        finally:
+            launcher.stop_all()
