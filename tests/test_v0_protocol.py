@@ -482,3 +482,56 @@ def test_v0_timeout_and_worker_death(gdirty_bin, tmp_path_factory):
                 assert json.dumps(msg).encode() == b
         finally:
             launcher.stop_all()
+
+
+HOOKS_CONFIG = '''
+import json, os
+
+def _rec(name, **kw):
+    with open({log!r}, "a") as f:
+        f.write(json.dumps(dict(hook=name, os_pid=os.getpid(), **kw)) + "\\n")
+
+def on_dirty_starting(arbiter):
+    _rec("on_dirty_starting")
+
+def dirty_post_fork(arbiter, worker):
+    _rec("dirty_post_fork", pid=worker.pid)
+
+def dirty_worker_init(worker):
+    _rec("dirty_worker_init", pid=worker.pid)
+
+def dirty_worker_exit(arbiter, worker):
+    _rec("dirty_worker_exit", pid=worker.pid)
+'''
+
+
+def test_hooks_run_on_25_0(gdirty_bin, tmp_path_factory, tmp_path):
+    """The config loader, worker host and hook host all run on 25.0.x."""
+    log = tmp_path / "hooks.jsonl"
+
+    def records():
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    def hooks():
+        return [r["hook"] for r in records()]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conftest, "PYTHON", PY25)
+        launcher = GDirtyLauncher(gdirty_bin, tmp_path_factory, name="gdirty-v0-hooks")
+        try:
+            g = launcher.start(dirty_config([ECHO], workers=1, extra=HOOKS_CONFIG.format(log=str(log))),
+                               workers=1)
+            wait_until(lambda: "dirty_worker_init" in hooks(), 30, "dirty_worker_init")
+            [pid] = g.worker_pids()
+            assert hooks()[0] == "on_dirty_starting"
+            assert {"hook": "dirty_post_fork", "pid": pid} in [
+                {k: r[k] for k in ("hook", "pid")} for r in records() if "pid" in r]
+            with connect(g.socket_path) as s:
+                s.sendall(frame(request("c", ECHO, "crash")))
+                recv_answer(s)
+            wait_until(lambda: any(r["hook"] == "dirty_worker_exit" and r["pid"] == pid
+                                   for r in records()), 30, "dirty_worker_exit for the crashed worker")
+        finally:
+            launcher.stop_all()
