@@ -14,6 +14,7 @@ answers are compared byte for byte with gunicorn 25.0.3's own arbiter
 answered or closed per connection while other connections carry on.
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -33,6 +34,9 @@ VENV_ENV = "GDIRTY_TEST_VENV_25_0"
 
 
 def _python_25_0():
+    import gunicorn
+    if gunicorn.__version__.startswith("25.0.") and VENV_ENV not in os.environ:
+        return sys.executable, gunicorn.__version__  # the suite itself runs on 25.0.x
     venv = os.environ.get(VENV_ENV) or str(ROOT / ".venv-25.0.3")
     py = Path(venv) / "bin" / "python"
     if not py.exists():
@@ -327,6 +331,8 @@ def test_broken_framing_closes_only_that_connection(v0_gdirty):
         bystander.close()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gunicorn.dirty.tlv") is None,
+                    reason="the suite's own gunicorn has no binary (v1) client")
 def test_v1_calls_to_25_0_workers(v0_gdirty):
     """A binary (25.1+) client's calls reach 25.0.x workers too: they decode
     it with pyshim's own TLV codec (25.0 has none). An app's own OSError is
