@@ -106,6 +106,14 @@ def connect(socket_path, timeout=30.0):
 
 def query_status(socket_path, timeout=10.0):
     """gunicorn's STATUS message (0x11) -> the decoded result dict."""
+    if BinaryProtocol is None:
+        # gunicorn 25.0.x has no binary client: gdirty's own sends STATUS.
+        binary = os.environ.get("GDIRTY_TEST_BINARY") or str(GDIRTY_BIN)
+        res = subprocess.run([binary, "status", "--socket", socket_path, "--json"],
+                             capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise OSError(f"gdirty status: {res.stderr.strip()}")
+        return json.loads(res.stdout)
     rid = next_id()
     with connect(socket_path, timeout) as s:
         s.sendall(BinaryProtocol.encode_status(rid))

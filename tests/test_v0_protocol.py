@@ -68,26 +68,6 @@ SHIM_ENV = {"PYTHONPATH": str(ROOT / "pyshim")}
 CONFIG = dirty_config([ECHO], workers=2, threads=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _status_without_v1_client(gdirty_bin):
-    """On 25.0.x the suite's gunicorn has no binary client for STATUS (which
-    the fixtures use to see workers booted): ask ``gdirty status`` instead."""
-    if getattr(conftest, "BinaryProtocol", None) is not None:
-        yield
-        return
-
-    def query_status(socket_path, timeout=10.0):
-        res = subprocess.run([str(gdirty_bin), "status", "--socket", socket_path, "--json"],
-                             capture_output=True, text=True, timeout=timeout)
-        if res.returncode != 0:
-            raise OSError(f"gdirty status: {res.stderr.strip()}")
-        return json.loads(res.stdout)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conftest, "query_status", query_status)
-        yield
-
-
 @pytest.fixture(scope="module")
 def v0_gdirty(gdirty_bin, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
