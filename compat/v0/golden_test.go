@@ -2,8 +2,10 @@ package v0
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +35,10 @@ type goldenFile struct {
 		Message string            `json:"message"`
 		Details map[string]string `json:"details"`
 	} `json:"invalid"`
+	Floats []struct {
+		Bits string `json:"bits"`
+		JSON string `json:"json"`
+	} `json:"floats"`
 	Errors []struct {
 		ID   string `json:"id"`
 		Ctor string `json:"ctor"`
@@ -168,6 +174,20 @@ func TestGoldenErrors(t *testing.T) {
 		if got := hex.EncodeToString(AppendFrame(nil, body)); got != c.Hex {
 			want := unhex(t, c.Hex)
 			t.Errorf("%s %v id %s:\n got  %s\n want %s", c.Ctor, c.Args, c.ID, body, want[HeaderSize:])
+		}
+	}
+}
+
+// Floats print as json.dumps prints them (repr, NaN, Infinity).
+func TestGoldenFloats(t *testing.T) {
+	g := loadGolden(t)
+	if len(g.Floats) == 0 {
+		t.Fatal("no float vectors")
+	}
+	for _, c := range g.Floats {
+		f := math.Float64frombits(binary.BigEndian.Uint64(unhex(t, c.Bits)))
+		if got := mustEncode(t, f); got != c.JSON {
+			t.Errorf("%s: %s, json.dumps %s", c.Bits, got, c.JSON)
 		}
 	}
 }

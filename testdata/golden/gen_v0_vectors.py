@@ -21,6 +21,8 @@ import argparse
 import json
 import math
 import os
+import random
+import struct
 import sys
 
 import gunicorn
@@ -108,9 +110,24 @@ def frame_cases():
     return cases
 
 
+def random_strings():
+    """Raw UTF-8 ids over the whole code space but surrogates (which only
+    escapes can carry), for ensure_ascii's output."""
+    rng = random.Random(2503)
+    planes = [(0, 0x80), (0x80, 0x800), (0x800, 0xD800), (0xE000, 0x10000), (0x10000, 0x110000)]
+    out = []
+    for _ in range(60):
+        chars = []
+        for _ in range(rng.randint(0, 12)):
+            lo, hi = rng.choice(planes)
+            chars.append(chr(rng.randrange(lo, hi)))
+        out.append(json.dumps("".join(chars), ensure_ascii=False))
+    return out
+
+
 def id_cases():
     out = []
-    for text in ID_TEXTS:
+    for text in ID_TEXTS + random_strings():
         body = ('{"type": "request", "id": ' + text + ', "app_path": "m:A"}').encode()
         out.append({"body_hex": body.hex(),
                     "id": dumps(DirtyProtocol.decode(body)["id"])})
@@ -165,6 +182,19 @@ def error_cases():
     return out
 
 
+def float_cases():
+    """json.dumps of floats across magnitudes and repr's switch points
+    (bit patterns are the input, so NaN payloads and -0.0 are exact)."""
+    rng = random.Random(25003)
+    floats = [0.1 * 3, 2.0 ** -1074, 2.0 ** 1023 * 1.999, 1e15 - 0.5, 9999999999999998.0,
+              1e16 - 2, 0.0001, 0.00009999999999999999, 123e-7, -1.5e300]
+    for _ in range(150):
+        floats.append(rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30))
+    for _ in range(50):
+        floats.append(struct.unpack(">d", rng.getrandbits(64).to_bytes(8, "big"))[0])
+    return [{"bits": struct.pack(">d", f).hex(), "json": json.dumps(f)} for f in floats]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=HERE)
@@ -179,6 +209,7 @@ def main(argv=None):
         "ids": id_cases(),
         "invalid": invalid_cases(),
         "errors": error_cases(),
+        "floats": float_cases(),
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, OUT_NAME), "w", encoding="ascii") as f:
