@@ -194,6 +194,8 @@ SAME_AS_GUNICORN = {
     "null-id": request(None, ECHO, "echo_value", 1),
     "list-id": request([1, {"a": "b"}], ECHO, "echo_value", 1),
     "stream-squares": request("s", ECHO, "squares", 4),
+    "large-answer": request("big", ECHO, "text", 3 * 1024 * 1024),
+    "large-request": request("big", ECHO, "echo_value", "\u00e9" * (2 * 1024 * 1024)),
     "empty-stream": request("s", ECHO, "empty_stream"),
     "async-stream": request("s", ECHO, "acount", 3),
     "stream-fails": request("s", ECHO, "count_then_fail", 2, "it broke"),

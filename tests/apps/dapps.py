@@ -60,6 +60,10 @@ class EchoApp(_Base):
         with open(path):  # FileNotFoundError: the app's own OSError
             pass
 
+    def text(self, n):
+        """n characters (JSON-encodable, unlike bytes: for protocol v0)."""
+        return "\u00e9x" * (n // 2)
+
     def unencodable(self):
         return {1, 2, 3}  # a set: not TLV-encodable
 
