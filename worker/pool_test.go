@@ -94,6 +94,7 @@ type fakeSpawner struct {
 	workers  []*fakeWorker
 	bootFail func(n int) bool // n = spawn number, from 1
 	silent   bool
+	opts     []spawnOptions
 }
 
 func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
@@ -108,12 +109,19 @@ func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
 	p.kill = w.signal
 	f.mu.Lock()
 	f.workers = append(f.workers, w)
+	f.opts = append(f.opts, o)
 	f.mu.Unlock()
 	go w.run(f.bootFail != nil && f.bootFail(n))
 	return p, nil
 }
 
 func (f *fakeSpawner) Close() {}
+
+func (f *fakeSpawner) options() []spawnOptions {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]spawnOptions(nil), f.opts...)
+}
 
 func (f *fakeSpawner) spawned() []*fakeWorker {
 	f.mu.Lock()
@@ -400,7 +408,7 @@ func TestPoolRetiresWorkersBeyondTarget(t *testing.T) {
 	eventually(t, "1 booted worker", allBooted(p, 1))
 	// Force two extra workers past the target, as a racing reload could.
 	for i := 0; i < 2; i++ {
-		if _, err := p.spawn([]string{"m:A"}, nil); err != nil {
+		if _, err := p.spawn([]string{"m:A"}, -1, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
