@@ -29,6 +29,8 @@ type fakeWorker struct {
 	signals chan syscall.Signal
 	// heartbeat=false simulates a stuck worker (no READY, no heartbeat).
 	heartbeat bool
+	// hold, when set, delays READY until it is closed (a slow boot).
+	hold <-chan struct{}
 }
 
 func (w *fakeWorker) exit(st exitStatus) {
@@ -60,6 +62,9 @@ func (w *fakeWorker) run(bootFails bool) {
 	if !w.heartbeat {
 		_, _ = io.Copy(io.Discard, w.conn) // alive but silent
 		return
+	}
+	if w.hold != nil {
+		<-w.hold
 	}
 	apps := make([]any, len(w.apps))
 	for i, a := range w.apps {
@@ -95,6 +100,9 @@ type fakeSpawner struct {
 	bootFail func(n int) bool // n = spawn number, from 1
 	silent   bool
 	opts     []spawnOptions
+	// slow, when set, holds READY of spawn n until release is closed.
+	slow    func(n int) bool
+	release chan struct{}
 }
 
 func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
@@ -105,6 +113,9 @@ func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
 	ours, theirs := net.Pipe()
 	w := &fakeWorker{pid: 100000 + n, apps: o.Apps, conn: theirs, exited: make(chan exitStatus, 1),
 		signals: make(chan syscall.Signal, 8), heartbeat: !f.silent}
+	if f.slow != nil && f.slow(n) {
+		w.hold = f.release
+	}
 	p := newProcess(o, w.pid, ours, nil, w.exited)
 	p.kill = w.signal
 	f.mu.Lock()

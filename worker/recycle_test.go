@@ -288,6 +288,31 @@ func TestRecycleRetriedAfterReplacementFails(t *testing.T) {
 	assertReplacedReadyFirst(t, rec, w.PID, sp.spawned()[2].pid)
 }
 
+// A reload while a recycle replacement boots (from the old code) drops
+// that replacement and reloads the worker instead; the worker still
+// retires for its recycle reason.
+func TestReloadSupersedesABootingRecycleReplacement(t *testing.T) {
+	sp := &fakeSpawner{slow: func(n int) bool { return n == 2 }, release: make(chan struct{})}
+	defer close(sp.release)
+	p, rec := startPool(t, PoolConfig{Apps: []compat.AppSpec{{ImportPath: "m:A"}}, Workers: 1,
+		Recycle: RecyclePolicy{MaxRequests: 1}, MonitorInterval: time.Hour}, sp)
+	eventually(t, "1 booted worker", allBooted(p, 1))
+	w := p.Workers()[0]
+	serve(p, w, 1)
+	eventually(t, "a recycle replacement booting", func() bool { return len(sp.spawned()) == 2 })
+	p.Reload()
+	eventually(t, "the worker reloaded", func() bool { return gone(p, w.PID)() && allBooted(p, 1)() })
+	stale, fresh := sp.spawned()[1], sp.spawned()[2]
+	if got := p.Workers()[0].PID; got != fresh.pid {
+		t.Fatalf("serving worker %d, want the reload's replacement %d (events %v)", got, fresh.pid, rec.snapshot())
+	}
+	eventually(t, "the stale replacement gone", gone(p, stale.pid))
+	assertReplacedReadyFirst(t, rec, w.PID, fresh.pid)
+	if w.RetireReason() != RecycleRequests {
+		t.Fatalf("old worker retired for %q", w.RetireReason())
+	}
+}
+
 func TestDevicesFollowTheirWorker(t *testing.T) {
 	sp := &fakeSpawner{}
 	plan := &DevicePlan{IDs: []string{"0", "1", "2", "3"}, PerWorker: 2, Env: "CUDA_VISIBLE_DEVICES"}

@@ -1,6 +1,9 @@
 package worker
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // Recycle replaces a worker that holds a call past dirty_timeout: a
 // replacement with the same apps starts at once and the stuck worker is
@@ -44,13 +47,27 @@ func (p *Pool) Reload() {
 		p.mu.Unlock()
 		return
 	}
+	// A recycle replacement still booting was forked before the refresh
+	// and would run the old code: it is dropped, and the worker it was to
+	// replace is reloaded like the others (it still retires for its
+	// recycle reason once the new replacement is ready).
+	var stale []*member
+	for _, m := range p.workers {
+		if !m.retiring && m.replaces != nil && m.replaces.recycling != "" {
+			m.replaces = nil
+			stale = append(stale, m)
+		}
+	}
 	var olds []*member
 	for _, m := range p.workers {
-		if !m.retiring && m.replaces == nil && !p.isReplacedLocked(m) {
+		if !m.retiring && m.replaces == nil && !p.isReplacedLocked(m) && !slices.Contains(stale, m) {
 			olds = append(olds, m)
 		}
 	}
 	p.mu.Unlock()
+	for _, m := range stale {
+		p.retire(m, RetireReload, "recycle replacement superseded by reload")
+	}
 	sort.Slice(olds, func(i, j int) bool { return olds[i].p.Age < olds[j].p.Age })
 	p.log.Infof("Reloading %d dirty workers", len(olds))
 	for _, old := range olds {
