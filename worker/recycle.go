@@ -34,15 +34,14 @@ func (r RecyclePolicy) Enabled() bool {
 // Why a worker is retired: the "reason" label of the retirement metric and
 // the "retiring" field of STATUS.
 const (
-	RetireReload      = "reload"
-	RetireScaleDown   = "scale_down"
-	RetireExcess      = "excess"
-	RetireTimeout     = "timeout" // held a call past dirty_timeout
-	RecycleRequests   = "max_requests"
-	RecycleMemory     = "max_memory"
-	RecycleTTL        = "ttl"
-	RecycleIdle       = "idle_ttl"
-	recycleFailedBoot = "replacement failed to boot"
+	RetireReload    = "reload"
+	RetireScaleDown = "scale_down"
+	RetireExcess    = "excess"
+	RetireTimeout   = "timeout" // held a call past dirty_timeout
+	RecycleRequests = "max_requests"
+	RecycleMemory   = "max_memory"
+	RecycleTTL      = "ttl"
+	RecycleIdle     = "idle_ttl"
 )
 
 // RetireReasons lists every reason, for metrics that pre-create labels.
