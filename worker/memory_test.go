@@ -59,3 +59,16 @@ func TestProcTreeRSSOfThisProcess(t *testing.T) {
 		t.Fatalf("own resident memory %v", got)
 	}
 }
+
+// /proc is the kernel's, but a process names itself (comm): any bytes
+// must parse or be refused, never panic, and a parse must be sane.
+func FuzzParseProcStat(f *testing.F) {
+	f.Add([]byte("4242 (a) b (c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 1234 99999999 321 0 0\n"))
+	f.Add([]byte("1 ()) S 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, ok := parseProcStat(data)
+		if ok && st.rss < 0 {
+			t.Fatalf("negative rss from %q", data)
+		}
+	})
+}

@@ -135,3 +135,24 @@ func TestConfValuesWarnsOnUnknownNames(t *testing.T) {
 		t.Fatalf("huge max_requests: %v", err)
 	}
 }
+
+// Setting values come from users' files and flags: any text is parsed or
+// refused with an error, never a panic or an allocation it names.
+func FuzzOwnValues(f *testing.F) {
+	for _, s := range []string{"2GiB", "1.5 KiB", "0,1,2", "4", "90s", "1e308", "99999999999999999999", "-0", " , "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := asBytes(s); err == nil && n < 0 {
+			t.Fatalf("asBytes(%q) = %d", s, n)
+		}
+		if d, err := asSeconds(s); err == nil && d < 0 {
+			t.Fatalf("asSeconds(%q) = %s", s, d)
+		}
+		if ids, err := asDevices(s); err == nil && (len(ids) == 0 || len(ids) > maxDevices) {
+			t.Fatalf("asDevices(%q) gave %d ids", s, len(ids))
+		}
+		_, _ = asBool(s)
+		_, _ = asInt(s)
+	})
+}
