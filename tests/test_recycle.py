@@ -132,6 +132,8 @@ def test_leaky_app_is_recycled_at_the_memory_bound_with_zero_errors(gdirty_start
           f"{len(recycles(g, 'max_memory'))} recycles, peak worker RSS {peak / MiB:.0f} MiB (bound 64 MiB)")
     assert errors == [], errors[:5]
     assert n > 50
+    # each retired worker finished its calls and exited on its own
+    assert "still busy after" not in g.stderr()
 
     done = recycles(g, "max_memory")
     for pid, _, detail in done:
@@ -183,6 +185,7 @@ def test_max_requests_with_jitter_recycles_within_the_band(gdirty_start, tmp_pat
         assert served[pid] >= limit, (pid, served[pid], limit)
     st = wait_status(g, booted(2), 30, "two booted workers")
     assert all("requests" in w for w in st["workers"])
+    assert "still busy after" not in g.stderr()
 
 
 # ---------------------------------------------------------------------------

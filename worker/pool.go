@@ -431,6 +431,8 @@ func (p *Pool) retire(m *member, reason, why string) {
 	p.obs.WorkerRetiring(m.p)
 	_ = m.p.Signal(syscall.SIGTERM)
 	go func() {
+		stopNudging := nudge([]*Process{m.p})
+		defer stopNudging()
 		t := time.NewTimer(p.cfg.GracefulTimeout)
 		defer t.Stop()
 		select {
@@ -440,6 +442,44 @@ func (p *Pool) retire(m *member, reason, why string) {
 			_ = m.p.Signal(syscall.SIGKILL)
 		}
 	}()
+}
+
+// termRepeat is how often a stopping worker gets SIGTERM again.
+const termRepeat = time.Second
+
+// nudge repeats SIGTERM to workers until they exit or the returned stop is
+// called. Python runs a signal handler only between bytecodes: a SIGTERM
+// that lands just before the worker's main thread blocks reading its link
+// is not seen until something interrupts that read (seen as retired
+// workers idling until dirty_graceful_timeout). The worker host ignores
+// repeats once it is stopping.
+func nudge(workers []*Process) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(termRepeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				alive := 0
+				for _, w := range workers {
+					select {
+					case <-w.Done():
+					default:
+						alive++
+						_ = w.Signal(syscall.SIGTERM)
+					}
+				}
+				if alive == 0 {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
 }
 
 // checkHeartbeats aborts workers that stopped proving liveness for longer
@@ -486,6 +526,8 @@ func (p *Pool) stop() {
 	for _, w := range workers {
 		_ = w.Signal(syscall.SIGTERM)
 	}
+	stopNudging := nudge(workers)
+	defer stopNudging()
 	deadline := time.NewTimer(p.cfg.GracefulTimeout)
 	defer deadline.Stop()
 	for _, w := range workers {
