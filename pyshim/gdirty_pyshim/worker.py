@@ -342,9 +342,8 @@ def _install_signals(worker):
         if worker._handing_over:
             # Raising between counting a request in flight and queuing it
             # would leave a call counted that never runs: the graceful
-            # drain would wait for it until dirty_graceful_timeout (seen
-            # with workers retired under steady load). serve() raises it
-            # once the request is queued.
+            # drain would wait for it until dirty_graceful_timeout.
+            # serve() raises it once the request is queued.
             worker._deferred_stop = shutdown
             return
         raise shutdown
