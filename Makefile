@@ -52,7 +52,7 @@ fuzz-short:
 
 # Bounded fuzzing of every decoder (FUZZTIME per target).
 FUZZTIME ?= 10s
-FUZZPKGS ?= ./compat ./compat/v0 ./arbiter/stash
+FUZZPKGS ?= ./compat ./compat/v0 ./arbiter/stash ./worker ./cmd/gdirty
 fuzz:
 	for p in $(FUZZPKGS); do \
 		for t in $$(go test -list 'Fuzz.*' $$p | grep ^Fuzz); do \

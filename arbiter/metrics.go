@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdirty/gdirty/worker"
 )
 
 // Call outcomes, the "outcome" label of gdirty_requests_total.
@@ -31,7 +33,7 @@ type Metrics struct {
 	starts    prometheus.Counter
 	deaths    prometheus.Counter
 	timeouts  prometheus.Counter
-	recycles  prometheus.Counter
+	recycles  *prometheus.CounterVec
 	mu        sync.Mutex
 	actions   map[string]map[string]bool
 	knownApps map[string]bool
@@ -71,8 +73,10 @@ func NewMetrics(reg prometheus.Registerer, apps []string, queueDepth, workers fu
 		starts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_starts_total", Help: "Dirty worker processes started."}),
 		deaths:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_exits_total", Help: "Dirty worker processes that exited (any reason)."}),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_call_timeouts_total", Help: "Calls that hit dirty_timeout."}),
-		recycles: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_retirements_total", Help: "Workers retired (reload, scale down, stuck call)."}),
-		actions:  map[string]map[string]bool{},
+		recycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdirty_worker_retirements_total",
+			Help: "Workers retired, by reason: reload, scale_down, excess, timeout (stuck call), max_requests, max_memory, ttl, idle_ttl."},
+			[]string{"reason"}),
+		actions: map[string]map[string]bool{},
 		knownApps: func() map[string]bool {
 			k := map[string]bool{}
 			for _, a := range apps {
@@ -80,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer, apps []string, queueDepth, workers fu
 			}
 			return k
 		}(),
+	}
+	// Every reason exported from the start (at 0), so rates work at once.
+	for _, r := range worker.RetireReasons {
+		m.recycles.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requests, m.latency, m.inFlight, m.starts, m.deaths, m.timeouts, m.recycles,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_queue_depth", Help: "Calls waiting for a free worker."}, queueDepth),
@@ -145,8 +153,9 @@ func (m *Metrics) WorkerExited() {
 	}
 }
 
-func (m *Metrics) WorkerRetired() {
+// WorkerRetired counts a retirement; reason is one of worker.RetireReasons.
+func (m *Metrics) WorkerRetired(reason string) {
 	if m != nil {
-		m.recycles.Inc()
+		m.recycles.WithLabelValues(reason).Inc()
 	}
 }

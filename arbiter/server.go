@@ -102,7 +102,7 @@ func (o poolObserver) WorkerReady(p *worker.Process) { o.s.router.Ready(p) }
 
 func (o poolObserver) WorkerRetiring(p *worker.Process) {
 	o.s.router.Drain(p)
-	o.s.metrics.WorkerRetired()
+	o.s.metrics.WorkerRetired(p.RetireReason())
 }
 
 func (o poolObserver) WorkerExited(p *worker.Process) {

@@ -22,6 +22,9 @@ type Settings struct {
 	Loglevel             string            `json:"loglevel"`
 	Errorlog             string            `json:"errorlog"`
 	Hooks                map[string]bool   `json:"hooks"`
+	// Gdirty holds the config file's gdirty_* names (gdirty's own
+	// settings, which gunicorn ignores), undecoded: gdirty checks them.
+	Gdirty map[string]json.RawMessage `json:"gdirty"`
 }
 
 // AppEntry is one dirty_apps entry with its resolved worker count.

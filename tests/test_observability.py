@@ -315,7 +315,7 @@ def test_metrics_after_known_load(gdirty_start, tmp_path):
     assert sample(s, "gdirty_queue_depth") == 0
     # 2 at start, 1 replacing the stuck worker, 1 replacing the crashed one
     assert sample(s, "gdirty_worker_starts_total") == 4
-    assert sample(s, "gdirty_worker_retirements_total") == 1
+    assert sample(s, "gdirty_worker_retirements_total", reason="timeout") == 1
     assert sample(s, "gdirty_stash_tables") == 1
     assert sample(s, "gdirty_stash_entries") == 1
     assert sample(s, "gdirty_stash_bytes") > 0

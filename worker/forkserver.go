@@ -187,7 +187,7 @@ func (z *zygote) spawn(o spawnOptions, childFile, markFile *os.File, timeout tim
 	}
 	z.waiting[o.Age] = reply
 	z.mu.Unlock()
-	msg, _ := json.Marshal(map[string]any{"op": "spawn", "age": o.Age, "apps": o.Apps, "ppid": os.Getpid()})
+	msg, _ := json.Marshal(map[string]any{"op": "spawn", "age": o.Age, "apps": o.Apps, "ppid": os.Getpid(), "env": o.Env})
 	rights := syscall.UnixRights(int(childFile.Fd()), int(markFile.Fd()))
 	if _, _, err := z.conn.WriteMsgUnix(msg, rights, nil); err != nil {
 		return 0, nil, fmt.Errorf("send spawn request: %w", err)

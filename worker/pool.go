@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -48,8 +50,17 @@ type PoolConfig struct {
 	// keep failing to boot.
 	RespawnBackoffMax time.Duration
 	// MonitorInterval is how often heartbeats are checked (default 1s,
-	// as gunicorn's arbiter).
+	// as gunicorn's arbiter); recycling rules are checked as often.
 	MonitorInterval time.Duration
+	// Recycle says when healthy workers are replaced by fresh ones.
+	Recycle RecyclePolicy
+	// Devices places accelerators on workers (nil: no placement).
+	Devices *DevicePlan
+	// TreeMemory measures the resident memory of each worker's process
+	// tree (default: from /proc); Jitter returns a random 0..n for
+	// max_requests_jitter (default: math/rand). Tests replace them.
+	TreeMemory func(pids []int) (map[int]int64, error)
+	Jitter     func(n int64) int64
 }
 
 // Pool starts and supervises the dirty worker processes: it keeps the
@@ -74,8 +85,8 @@ type Pool struct {
 	workers  map[int]*member
 	target   int
 	age      int
-	respawns [][]string // apps of dead workers, replaced first
-	failures int        // consecutive boot failures, for backoff
+	respawns []respawn // dead workers, replaced first
+	failures int       // consecutive boot failures, for backoff
 	stopping bool
 }
 
@@ -89,6 +100,19 @@ type member struct {
 	// worker retires once this one is ready.
 	replaces *member
 	aborted  bool
+	// slot is the device slot the worker owns (-1: no placement); its
+	// replacement inherits it.
+	slot int
+	// recycling is why the worker is being recycled ("" if it is not):
+	// its replacement boots, then it retires.
+	recycling string
+	memWarned bool
+}
+
+// respawn is a dead worker to replace: its apps and device slot.
+type respawn struct {
+	apps []string
+	slot int
 }
 
 // NewPool returns a pool; Run starts it.
@@ -98,6 +122,9 @@ func NewPool(cfg PoolConfig, obs Observer) *Pool {
 	}
 	if cfg.MonitorInterval == 0 {
 		cfg.MonitorInterval = time.Second
+	}
+	if cfg.TreeMemory == nil {
+		cfg.TreeMemory = procTreeRSS
 	}
 	return &Pool{
 		cfg:     cfg,
@@ -130,22 +157,29 @@ func (p *Pool) Run(ctx context.Context) error {
 				retry = time.After(delay)
 			}
 			if retry == nil {
-				p.manage()
+				p.settle()
 			}
 		case <-p.wake:
 			if retry == nil {
-				p.manage()
+				p.settle()
 			}
 		case <-retry:
 			retry = nil
-			p.manage()
+			p.settle()
 		case <-monitor.C:
 			p.checkHeartbeats()
 			if retry == nil {
-				p.manage()
+				p.settle()
 			}
 		}
 	}
+}
+
+// settle brings the pool to its target, then starts the recycles that
+// are due.
+func (p *Pool) settle() {
+	p.manage()
+	p.checkRecycle()
 }
 
 func (p *Pool) poke() {
@@ -168,36 +202,44 @@ func (p *Pool) failureCount() int {
 func (p *Pool) manage() {
 	p.spawnMu.Lock()
 	defer p.spawnMu.Unlock()
-	p.manageLocked()
+	if reason := p.manageLocked(); reason != "" {
+		p.log.Errorf("Cannot spawn dirty worker: %s", reason)
+	}
 }
 
-func (p *Pool) manageLocked() {
+// manageLocked returns why it could not reach the target ("" if it did,
+// or no app needs another worker).
+func (p *Pool) manageLocked() string {
 	p.retireExcess()
 	for {
 		p.mu.Lock()
 		if p.stopping || p.activeLocked() >= p.target {
 			p.mu.Unlock()
-			return
+			return ""
 		}
-		var apps []string
+		var next respawn
 		if len(p.respawns) > 0 {
-			apps = p.respawns[0]
+			next = p.respawns[0]
 			p.respawns = p.respawns[1:]
 		} else {
-			apps = appsForNewWorker(p.cfg.Apps, p.appCountsLocked())
-		}
-		if len(apps) == 0 {
-			p.mu.Unlock()
-			return
+			next.apps = appsForNewWorker(p.cfg.Apps, p.appCountsLocked())
+			if len(next.apps) == 0 {
+				p.mu.Unlock()
+				return ""
+			}
+			var ok bool
+			if next.slot, ok = p.freeSlotLocked(); !ok {
+				p.mu.Unlock()
+				return "every device is taken (set devices_shared to share them)"
+			}
 		}
 		p.mu.Unlock()
 
-		if _, err := p.spawn(apps, nil); err != nil {
-			p.log.Errorf("Cannot spawn dirty worker: %v", err)
+		if _, err := p.spawn(next.apps, next.slot, nil); err != nil {
 			p.mu.Lock()
-			p.respawns = append([][]string{apps}, p.respawns...)
+			p.respawns = append([]respawn{next}, p.respawns...)
 			p.mu.Unlock()
-			return
+			return err.Error()
 		}
 	}
 }
@@ -214,7 +256,7 @@ func (p *Pool) retireExcess() {
 	}
 	p.mu.Unlock()
 	for _, m := range extra {
-		p.retire(m, "more workers than the target")
+		p.retire(m, RetireExcess, "more workers than the target")
 	}
 }
 
@@ -243,26 +285,49 @@ func (p *Pool) appCountsLocked() map[string]int {
 	return counts
 }
 
-func (p *Pool) spawn(apps []string, replaces *member) (*member, error) {
+// spawn starts a worker for apps on device slot; replaces is the worker
+// it takes over from once ready (reload, recycle), or nil.
+func (p *Pool) spawn(apps []string, slot int, replaces *member) (*member, error) {
 	p.mu.Lock()
 	p.age++
 	age := p.age
 	p.mu.Unlock()
-	w, err := p.cfg.Spawner.Spawn(spawnOptions{
-		Age:        age,
-		Apps:       apps,
-		OnReady:    p.ready,
-		OnCallDone: p.obs.CallDone,
-	})
-	if err != nil {
-		return nil, err
+	// A fast worker can say READY before Spawn returns: its readiness is
+	// handled only once the pool and the observers know it.
+	known := make(chan struct{})
+	defer close(known)
+	o := spawnOptions{
+		Age:  age,
+		Apps: apps,
+		OnReady: func(w *Process) {
+			<-known
+			p.ready(w)
+		},
+		OnCallDone: func(w *Process) {
+			p.callDone(w)
+			p.obs.CallDone(w)
+		},
 	}
-	m := &member{p: w, replaces: replaces}
+	if d := p.cfg.Devices; d != nil && slot >= 0 {
+		o.Devices = d.devices(slot)
+		o.Env = []string{d.Env + "=" + strings.Join(o.Devices, ",")}
+	}
+	w, err := p.cfg.Spawner.Spawn(o)
+	if err != nil {
+		return nil, fmt.Errorf("spawn worker for %v: %w", apps, err)
+	}
+	// Before anyone can see the worker (and count its calls).
+	w.use.limit.Store(p.drawLimit())
+	m := &member{p: w, replaces: replaces, slot: slot}
 	p.mu.Lock()
 	p.workers[w.PID] = m
 	p.mu.Unlock()
 	p.obs.WorkerStarted(w)
-	p.log.Infof("Spawned dirty worker (pid: %d) with apps: %v", w.PID, apps)
+	if o.Devices != nil {
+		p.log.Infof("Spawned dirty worker (pid: %d) with apps: %v, %s", w.PID, apps, o.Env[0])
+	} else {
+		p.log.Infof("Spawned dirty worker (pid: %d) with apps: %v", w.PID, apps)
+	}
 	go func() {
 		<-w.Done()
 		select {
@@ -285,7 +350,14 @@ func (p *Pool) ready(w *Process) {
 	p.log.Infof("Dirty worker %d booted", w.PID)
 	p.obs.WorkerReady(w)
 	if old != nil {
-		p.retire(old, "replaced by reload")
+		p.mu.Lock()
+		reason := old.recycling
+		p.mu.Unlock()
+		if reason == "" {
+			p.retire(old, RetireReload, "replaced by reload")
+		} else {
+			p.retire(old, reason, fmt.Sprintf("recycled (%s), replacement %d is ready", reason, w.PID))
+		}
 	}
 }
 
@@ -322,14 +394,18 @@ func (p *Pool) reap(w *Process) time.Duration {
 	}
 	switch {
 	case m.replaces != nil:
-		// A reload replacement that never came up: the worker it was to
-		// replace keeps serving.
-		p.log.Errorf("Reload: replacement for dirty worker %d failed; keeping it", m.replaces.p.PID)
+		// A reload or recycle replacement that never came up: the worker
+		// it was to replace keeps serving (a recycle is tried again).
+		p.log.Errorf("Replacement for dirty worker %d failed; keeping it", m.replaces.p.PID)
+		if m.replaces.recycling != "" {
+			m.replaces.recycling = ""
+			m.replaces.p.setRetireReason("")
+		}
 	case successor != nil:
-		// Died while its reload replacement boots: that one takes over.
+		// Died while its replacement boots: that one takes over.
 		successor.replaces = nil
 	case !m.retiring:
-		p.respawns = append(p.respawns, w.Apps)
+		p.respawns = append(p.respawns, respawn{apps: w.Apps, slot: m.slot})
 	}
 	if booted {
 		return 0
@@ -340,8 +416,9 @@ func (p *Pool) reap(w *Process) time.Duration {
 }
 
 // retire stops routing to a worker, lets it finish what it holds and makes
-// it exit (SIGTERM, then SIGKILL after the graceful timeout).
-func (p *Pool) retire(m *member, reason string) {
+// it exit (SIGTERM, then SIGKILL after the graceful timeout). reason is
+// one of the Retire*/Recycle* kinds (STATUS, metrics), why the log text.
+func (p *Pool) retire(m *member, reason, why string) {
 	p.mu.Lock()
 	if m.retiring {
 		p.mu.Unlock()
@@ -349,10 +426,13 @@ func (p *Pool) retire(m *member, reason string) {
 	}
 	m.retiring = true
 	p.mu.Unlock()
-	p.log.Infof("Retiring dirty worker %d: %s", m.p.PID, reason)
+	m.p.setRetireReason(reason)
+	p.log.Infof("Retiring dirty worker %d: %s", m.p.PID, why)
 	p.obs.WorkerRetiring(m.p)
 	_ = m.p.Signal(syscall.SIGTERM)
 	go func() {
+		stopNudging := nudge([]*Process{m.p})
+		defer stopNudging()
 		t := time.NewTimer(p.cfg.GracefulTimeout)
 		defer t.Stop()
 		select {
@@ -364,28 +444,42 @@ func (p *Pool) retire(m *member, reason string) {
 	}()
 }
 
-// Recycle replaces a worker that holds a call past dirty_timeout: a
-// replacement with the same apps starts at once and the stuck worker is
-// retired, so no later call is routed to it.
-func (p *Pool) Recycle(w *Process, reason string) {
-	p.spawnMu.Lock()
-	defer p.spawnMu.Unlock()
-	p.mu.Lock()
-	m := p.workers[w.PID]
-	if m == nil || m.retiring || p.stopping {
-		p.mu.Unlock()
-		return
-	}
-	p.mu.Unlock()
-	// Replacement first, so the app never lacks a host in between.
-	if _, err := p.spawn(w.Apps, nil); err != nil {
-		p.log.Errorf("Cannot spawn replacement for dirty worker %d: %v", w.PID, err)
-		p.mu.Lock()
-		p.respawns = append(p.respawns, w.Apps)
-		p.mu.Unlock()
-		defer p.poke()
-	}
-	p.retire(m, reason)
+// termRepeat is how often a stopping worker gets SIGTERM again.
+const termRepeat = time.Second
+
+// nudge repeats SIGTERM to workers until they exit or the returned stop is
+// called. Python runs a signal handler only between bytecodes: a SIGTERM
+// that lands just before the worker's main thread blocks reading its link
+// is not seen until something interrupts that read (seen as retired
+// workers idling until dirty_graceful_timeout). The worker host ignores
+// repeats once it is stopping.
+func nudge(workers []*Process) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(termRepeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				alive := 0
+				for _, w := range workers {
+					select {
+					case <-w.Done():
+					default:
+						alive++
+						_ = w.Signal(syscall.SIGTERM)
+					}
+				}
+				if alive == 0 {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
 }
 
 // checkHeartbeats aborts workers that stopped proving liveness for longer
@@ -418,187 +512,6 @@ func (p *Pool) checkHeartbeats() {
 	}
 }
 
-// Reload replaces every worker: each gets a replacement with the same apps,
-// and retires only once that replacement is ready, so the pool never lacks
-// a worker for any app during the reload.
-func (p *Pool) Reload() {
-	if r, ok := p.cfg.Spawner.(interface{ Refresh() error }); ok {
-		// First, so that replacements (and any crash respawn from now on)
-		// run the apps' current code.
-		if err := r.Refresh(); err != nil {
-			p.log.Errorf("Reload: cannot restart the fork server (%v); replacements reuse the running one", err)
-		}
-	}
-	p.spawnMu.Lock()
-	defer p.spawnMu.Unlock()
-	p.mu.Lock()
-	if p.stopping {
-		p.mu.Unlock()
-		return
-	}
-	var olds []*member
-	for _, m := range p.workers {
-		if !m.retiring && m.replaces == nil && !p.isReplacedLocked(m) {
-			olds = append(olds, m)
-		}
-	}
-	p.mu.Unlock()
-	sort.Slice(olds, func(i, j int) bool { return olds[i].p.Age < olds[j].p.Age })
-	p.log.Infof("Reloading %d dirty workers", len(olds))
-	for _, old := range olds {
-		p.mu.Lock()
-		alive := p.workers[old.p.PID] == old && !old.retiring && !p.stopping
-		p.mu.Unlock()
-		if !alive {
-			continue // died meanwhile: the crash path replaces it
-		}
-		if _, err := p.spawn(old.p.Apps, old); err != nil {
-			p.log.Errorf("Reload: cannot spawn replacement for worker %d: %v", old.p.PID, err)
-		}
-	}
-	// Whatever raced with the reload, the pool converges to its target.
-	p.poke()
-}
-
-func (p *Pool) isReplacedLocked(m *member) bool {
-	for _, o := range p.workers {
-		if o.replaces == m {
-			return true
-		}
-	}
-	return false
-}
-
-// ScaleResult reports what a scaling request did.
-type ScaleResult struct {
-	Changed int // workers spawned or retired
-	Target  int
-	Total   int // live workers after the change (retiring ones excluded)
-	Reason  string
-}
-
-// ScaleUp adds up to n workers; the target grows only by the workers
-// actually spawned (none when every app has reached its worker limit), as
-// gunicorn's MANAGE add does.
-func (p *Pool) ScaleUp(n int) ScaleResult {
-	p.spawnMu.Lock()
-	defer p.spawnMu.Unlock()
-	r := ScaleResult{}
-	for i := 0; i < n; i++ {
-		p.mu.Lock()
-		before := p.activeLocked()
-		p.target = max(p.target, before) + 1
-		p.mu.Unlock()
-		p.manageLocked()
-		p.mu.Lock()
-		grew := p.activeLocked() > before
-		if !grew {
-			p.target--
-		}
-		p.mu.Unlock()
-		if !grew {
-			r.Reason = "All apps have reached their worker limits"
-			break
-		}
-		r.Changed++
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r.Target, r.Total = p.target, p.activeLocked()
-	return r
-}
-
-// ScaleDown lowers the target by up to n, never below gunicorn's minimum
-// (the largest per-app limit) and never retiring the last worker of an
-// app. It retires the oldest removable worker, preferring workers that
-// host no limited app.
-func (p *Pool) ScaleDown(n int) ScaleResult {
-	p.spawnMu.Lock()
-	defer p.spawnMu.Unlock()
-	minimum := minimumWorkers(p.cfg.Apps)
-	var retire []*member
-	p.mu.Lock()
-	r := ScaleResult{}
-	for i := 0; i < n; i++ {
-		if p.target <= minimum {
-			r.Reason = "Cannot decrease below minimum workers required by app specs"
-			break
-		}
-		victim := p.scaleDownVictimLocked(retire)
-		if victim == nil {
-			r.Reason = "Every remaining worker is the last host of an app"
-			break
-		}
-		p.target--
-		retire = append(retire, victim)
-	}
-	r.Target = p.target
-	p.mu.Unlock()
-	for _, m := range retire {
-		p.retire(m, "scaled down")
-	}
-	p.mu.Lock()
-	r.Changed = len(retire)
-	r.Total = p.activeLocked()
-	p.mu.Unlock()
-	return r
-}
-
-// Minimum returns the lowest target ScaleDown accepts.
-func (p *Pool) Minimum() int { return minimumWorkers(p.cfg.Apps) }
-
-func (p *Pool) scaleDownVictimLocked(already []*member) *member {
-	chosen := map[*member]bool{}
-	for _, m := range already {
-		chosen[m] = true
-	}
-	counts := map[string]int{}
-	var candidates []*member
-	for _, m := range p.workers {
-		if m.retiring || chosen[m] || m.replaces != nil {
-			continue
-		}
-		candidates = append(candidates, m)
-		for _, a := range m.p.Apps {
-			counts[a]++
-		}
-	}
-	limited := map[string]bool{}
-	for _, s := range p.cfg.Apps {
-		if s.Workers > 0 {
-			limited[s.ImportPath] = true
-		}
-	}
-	var best *member
-	bestLimited := 0
-	for _, m := range candidates {
-		strands := false
-		nLimited := 0
-		for _, a := range m.p.Apps {
-			if counts[a] <= 1 {
-				strands = true
-			}
-			if limited[a] {
-				nLimited++
-			}
-		}
-		if strands {
-			continue
-		}
-		if best == nil || nLimited < bestLimited || (nLimited == bestLimited && m.p.Age < best.p.Age) {
-			best, bestLimited = m, nLimited
-		}
-	}
-	return best
-}
-
-// Target returns the number of workers the pool keeps.
-func (p *Pool) Target() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.target
-}
-
 // stop terminates every worker: SIGTERM, then SIGKILL after the graceful
 // timeout, and waits until all are reaped.
 func (p *Pool) stop() {
@@ -613,6 +526,8 @@ func (p *Pool) stop() {
 	for _, w := range workers {
 		_ = w.Signal(syscall.SIGTERM)
 	}
+	stopNudging := nudge(workers)
+	defer stopNudging()
 	deadline := time.NewTimer(p.cfg.GracefulTimeout)
 	defer deadline.Stop()
 	for _, w := range workers {

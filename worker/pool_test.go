@@ -29,6 +29,13 @@ type fakeWorker struct {
 	signals chan syscall.Signal
 	// heartbeat=false simulates a stuck worker (no READY, no heartbeat).
 	heartbeat bool
+	// hold, when set, delays READY until it is closed (a slow boot).
+	hold <-chan struct{}
+	// missTerm: the first SIGTERM goes unnoticed (as a Python worker's
+	// can, landing just before its main thread blocks in a read).
+	missTerm bool
+	termMu   sync.Mutex
+	terms    int
 }
 
 func (w *fakeWorker) exit(st exitStatus) {
@@ -45,6 +52,13 @@ func (w *fakeWorker) signal(sig syscall.Signal) error {
 	}
 	switch sig {
 	case syscall.SIGTERM:
+		w.termMu.Lock()
+		w.terms++
+		missed := w.missTerm && w.terms == 1
+		w.termMu.Unlock()
+		if missed {
+			return nil
+		}
 		go w.exit(exitStatus{code: 0, known: true})
 	case syscall.SIGKILL, syscall.SIGABRT:
 		go w.exit(exitStatus{code: -1, signal: sig, known: true})
@@ -60,6 +74,9 @@ func (w *fakeWorker) run(bootFails bool) {
 	if !w.heartbeat {
 		_, _ = io.Copy(io.Discard, w.conn) // alive but silent
 		return
+	}
+	if w.hold != nil {
+		<-w.hold
 	}
 	apps := make([]any, len(w.apps))
 	for i, a := range w.apps {
@@ -94,6 +111,12 @@ type fakeSpawner struct {
 	workers  []*fakeWorker
 	bootFail func(n int) bool // n = spawn number, from 1
 	silent   bool
+	opts     []spawnOptions
+	// slow, when set, holds READY of spawn n until release is closed.
+	slow    func(n int) bool
+	release chan struct{}
+	// deaf: every worker misses its first SIGTERM.
+	deaf bool
 }
 
 func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
@@ -104,16 +127,27 @@ func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
 	ours, theirs := net.Pipe()
 	w := &fakeWorker{pid: 100000 + n, apps: o.Apps, conn: theirs, exited: make(chan exitStatus, 1),
 		signals: make(chan syscall.Signal, 8), heartbeat: !f.silent}
+	w.missTerm = f.deaf
+	if f.slow != nil && f.slow(n) {
+		w.hold = f.release
+	}
 	p := newProcess(o, w.pid, ours, nil, w.exited)
 	p.kill = w.signal
 	f.mu.Lock()
 	f.workers = append(f.workers, w)
+	f.opts = append(f.opts, o)
 	f.mu.Unlock()
 	go w.run(f.bootFail != nil && f.bootFail(n))
 	return p, nil
 }
 
 func (f *fakeSpawner) Close() {}
+
+func (f *fakeSpawner) options() []spawnOptions {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]spawnOptions(nil), f.opts...)
+}
 
 func (f *fakeSpawner) spawned() []*fakeWorker {
 	f.mu.Lock()
@@ -400,7 +434,7 @@ func TestPoolRetiresWorkersBeyondTarget(t *testing.T) {
 	eventually(t, "1 booted worker", allBooted(p, 1))
 	// Force two extra workers past the target, as a racing reload could.
 	for i := 0; i < 2; i++ {
-		if _, err := p.spawn([]string{"m:A"}, nil); err != nil {
+		if _, err := p.spawn([]string{"m:A"}, -1, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -408,5 +442,36 @@ func TestPoolRetiresWorkersBeyondTarget(t *testing.T) {
 	eventually(t, "back to one worker", func() bool { return len(p.Workers()) == 1 })
 	if got := p.Workers()[0].Apps; !reflect.DeepEqual(got, []string{"m:A", "m:B"}) {
 		t.Fatalf("kept %v: the only host of m:B was retired", got)
+	}
+}
+
+// A retired worker that missed its SIGTERM gets another one, and exits
+// long before the graceful timeout would have it killed.
+func TestRetireRepeatsSIGTERM(t *testing.T) {
+	sp := &fakeSpawner{deaf: true}
+	p, _ := startPool(t, PoolConfig{Apps: []compat.AppSpec{{ImportPath: "m:A"}}, Workers: 1,
+		GracefulTimeout: time.Hour}, sp)
+	eventually(t, "1 booted worker", allBooted(p, 1))
+	old := sp.spawned()[0]
+	p.Reload()
+	eventually(t, "the old worker gone", func() bool {
+		ws := p.Workers()
+		return len(ws) == 1 && ws[0].PID != old.pid
+	})
+	select {
+	case sig := <-old.signals:
+		if sig != syscall.SIGTERM {
+			t.Fatalf("first signal %v", sig)
+		}
+	default:
+		t.Fatal("no signal recorded")
+	}
+	select {
+	case sig := <-old.signals:
+		if sig != syscall.SIGTERM {
+			t.Fatalf("second signal %v, want SIGTERM again (not SIGKILL)", sig)
+		}
+	default:
+		t.Fatal("SIGTERM was not repeated")
 	}
 }

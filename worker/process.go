@@ -21,14 +21,19 @@ type Process struct {
 	PID  int
 	// Started is when the process was started.
 	Started time.Time
+	// Devices are the accelerators the worker owns (nil: no placement).
+	Devices []string
 
 	link *Link
 	// kill delivers a signal (syscall.Kill on the PID; fakes in tests).
 	kill func(syscall.Signal) error
 
+	use usage // calls served, for recycling
+
 	mu            sync.Mutex
 	booted        bool
 	lastHeartbeat time.Time
+	retireReason  string
 
 	done     chan struct{} // closed once the process has exited
 	status   exitStatus
@@ -142,6 +147,10 @@ type spawnOptions struct {
 	OnReady func(*Process)
 	// OnCallDone runs every time the worker finishes (or drops) a call.
 	OnCallDone func(*Process)
+	// Devices the worker owns, and Env: extra NAME=value environment
+	// (the devices variable) set before the apps load.
+	Devices []string
+	Env     []string
 }
 
 // Spawner starts worker processes.
@@ -175,6 +184,7 @@ func newProcess(o spawnOptions, pid int, conn net.Conn, mark *readMark, exited <
 	p := &Process{
 		Age:      o.Age,
 		Apps:     append([]string(nil), o.Apps...),
+		Devices:  o.Devices,
 		PID:      pid,
 		Started:  time.Now(),
 		done:     make(chan struct{}),
@@ -232,6 +242,14 @@ func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
 	args = append(args, "--")
 	args = append(args, s.Python.GunicornArgs...)
 	cmd := s.Python.command("gdirty_pyshim.worker", args...)
+	if len(o.Env) > 0 {
+		base := cmd.Env
+		if base == nil {
+			base = os.Environ()
+		}
+		// A fresh slice: cmd.Env is shared by every spawn.
+		cmd.Env = append(append([]string(nil), base...), o.Env...)
+	}
 	cmd.ExtraFiles = []*os.File{childFile, mark.file}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr

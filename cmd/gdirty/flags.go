@@ -50,11 +50,15 @@ type options struct {
 	StashMaxBytes     int64  `toml:"-"`
 	TOMLStashMaxBytes *int64 `toml:"stash_max_bytes"`
 	GunicornArgs      []string
+	// GdirtyConfig is the TOML's path; ownTOML its gdirty_* settings.
+	GdirtyConfig string `toml:"-"`
+	ownTOML
 }
 
 func readOptions(c *cli.Context) (*options, error) {
 	o := &options{}
 	if path := c.String("gdirty-config"); path != "" {
+		o.GdirtyConfig = path
 		md, err := toml.DecodeFile(path, o)
 		if err != nil {
 			return nil, &usageError{msg: fmt.Sprintf("read %s: %v", path, err)}

@@ -64,6 +64,10 @@ func runArbiter(c *cli.Context) error {
 		return &usageError{msg: fmt.Sprintf("%s: nothing to run: set dirty_apps and dirty_workers > 0 (got %d apps, %d workers)",
 			opts.Config, len(settings.DirtyApps), settings.DirtyWorkers)}
 	}
+	own, err := resolveOwn(c, opts, settings)
+	if err != nil {
+		return err
+	}
 	level := opts.LogLevel
 	if level == "" {
 		level = settings.Loglevel
@@ -78,6 +82,9 @@ func runArbiter(c *cli.Context) error {
 			return err
 		}
 		log.Out = errorlog
+	}
+	for _, w := range own.Warnings {
+		log.Warn(w)
 	}
 
 	// gunicorn's orphan convention applies to an arbiter owned by a parent
@@ -166,11 +173,14 @@ func runArbiter(c *cli.Context) error {
 		Timeout:         timeout,
 		GracefulTimeout: graceful,
 		Log:             log,
+		Recycle:         own.Recycle,
+		Devices:         own.Devices,
 	}, observers)
 	srv.SetPool(pool)
 
 	log.Infof("gdirty %s starting (pid: %d), %d workers x %d threads, apps: %s",
 		version, os.Getpid(), settings.DirtyWorkers, settings.DirtyThreads, strings.Join(appPaths, ", "))
+	own.logSummary(log)
 	// Caught before the socket line is printed: a signal sent the moment
 	// it appears must be handled, never kill gdirty (it waits in sigs
 	// until the server runs).

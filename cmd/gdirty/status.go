@@ -108,8 +108,13 @@ func printStatus(w io.Writer, result any) error {
 	fmt.Fprintf(w, "arbiter pid %s, %s workers\napps: %s\n\n",
 		compat.PyStr(get(d, "arbiter_pid")), compat.PyStr(get(d, "worker_count")), joinList(get(d, "apps")))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tAGE\tBOOTED\tHEARTBEAT\tAPPS")
 	workers, _ := get(d, "workers").([]any)
+	extra := extraColumns(workers)
+	header := "PID\tAGE\tBOOTED\tHEARTBEAT\t"
+	for _, c := range extra {
+		header += strings.ToUpper(c) + "\t"
+	}
+	fmt.Fprintln(tw, header+"APPS")
 	for _, wv := range workers {
 		wd, ok := wv.(*compat.Dict)
 		if !ok {
@@ -123,9 +128,39 @@ func printStatus(w io.Writer, result any) error {
 		if f, ok := get(wd, "last_heartbeat").(float64); ok {
 			hb = fmt.Sprintf("%.2fs ago", f)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", compat.PyStr(get(wd, "pid")), compat.PyStr(get(wd, "age")), booted, hb, joinList(get(wd, "apps")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", compat.PyStr(get(wd, "pid")), compat.PyStr(get(wd, "age")), booted, hb)
+		for _, c := range extra {
+			v, ok := wd.Get(c)
+			switch {
+			case !ok || v == nil:
+				fmt.Fprint(tw, "-\t")
+			case c == "devices":
+				fmt.Fprint(tw, strings.ReplaceAll(joinList(v), ", ", ",")+"\t")
+			default:
+				fmt.Fprint(tw, compat.PyStr(v)+"\t")
+			}
+		}
+		fmt.Fprintln(tw, joinList(get(wd, "apps")))
 	}
 	return tw.Flush()
+}
+
+// extraColumns lists gdirty's own worker keys (device placement,
+// recycling) that some worker reports, in a fixed order; gunicorn's
+// arbiter and a plain gdirty report none, and get gunicorn's table.
+func extraColumns(workers []any) []string {
+	var out []string
+	for _, key := range []string{"devices", "requests", "retiring"} {
+		for _, wv := range workers {
+			if wd, ok := wv.(*compat.Dict); ok {
+				if _, has := wd.Get(key); has {
+					out = append(out, key)
+					break
+				}
+			}
+		}
+	}
+	return out
 }
 
 func joinList(v any) string {

@@ -16,7 +16,7 @@ import sys as _sys
 
 from gunicorn.dirty.app import get_app_workers_attribute, parse_dirty_app_spec
 
-from .gconfig import load_cfg
+from .gconfig import load_cfg_and_namespace
 
 HOOKS = ("on_dirty_starting", "dirty_post_fork", "dirty_worker_init",
          "dirty_worker_exit")
@@ -28,6 +28,33 @@ def _hook_defined(cfg, name):
     default = setting.default
     value = setting.get()
     return getattr(value, "__code__", None) is not getattr(default, "__code__", None)
+
+
+GDIRTY_PREFIX = "gdirty_"
+
+
+class SettingError(Exception):
+    """A gdirty_* value that cannot be handed to gdirty as data."""
+
+
+def gdirty_settings(namespace):
+    """The config file's ``gdirty_*`` names (gdirty's own settings, which
+    gunicorn ignores), as plain JSON data; gdirty validates the values."""
+    return {name: _plain(name, value) for name, value in namespace.items()
+            if name.startswith(GDIRTY_PREFIX)}
+
+
+def _plain(name, value):
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SettingError(f"Invalid value for {name}: {value!r}")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(name, v) for v in value]
+    raise SettingError(f"Invalid value for {name}: {value!r} "
+                       f"({type(value).__name__}; use a number, a string, a boolean or a list)")
 
 
 def describe(cfg, config_path):
@@ -96,10 +123,16 @@ class AppError(Exception):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    cfg = load_cfg(argv)
+    cfg, namespace = load_cfg_and_namespace(argv)
     config_path = cfg.config
     try:
+        own = gdirty_settings(namespace)
+    except SettingError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
+    try:
         info = describe(cfg, config_path)
+        info["gdirty"] = own
     except AppError as e:
         cause = e.cause.__cause__
         if cause is None:

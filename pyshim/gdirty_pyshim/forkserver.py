@@ -6,7 +6,7 @@ worker for each spawn request. A respawned worker therefore starts in
 milliseconds instead of paying interpreter start-up and imports again.
 
 Control channel (SOCK_SEQPACKET, one JSON message per packet):
-  gdirty -> here: {"op": "spawn", "age": N, "apps": [...]} + the worker's
+  gdirty -> here: {"op": "spawn", "age": N, "apps": [...], "env": ["K=V"]} + the worker's
                   link fd and read-mark fd (SCM_RIGHTS); {"op": "retire"}: fork no more and
                   exit once every child has exited.
   here -> gdirty: {"op": "spawned", "age": N, "pid": P} or
@@ -117,15 +117,21 @@ class ForkServer:
             self.send({"op": "error", "age": req["age"], "error": str(e)})
             return True
         if pid == 0:
-            self.become_worker(link_fd, mark_fd, req["age"], req["apps"], req.get("ppid"))
+            self.become_worker(link_fd, mark_fd, req["age"], req["apps"], req.get("ppid"),
+                               req.get("env") or [])
         os.close(link_fd)
         os.close(mark_fd)
         self.children.add(pid)
         self.send({"op": "spawned", "age": req["age"], "pid": pid})
         return True
 
-    def become_worker(self, link_fd, mark_fd, age, apps, ppid):
+    def become_worker(self, link_fd, mark_fd, age, apps, ppid, env=()):
         try:
+            # gdirty's per-worker variables (device placement), set before
+            # any app code runs in this process.
+            for item in env:
+                name, _, value = item.partition("=")
+                os.environ[name] = value
             os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,

@@ -17,7 +17,15 @@ class ConfigOnlyApplication(Application):
 
     def __init__(self, argv):
         self._argv = list(argv)
+        # The config file's namespace: gunicorn ignores names it does not
+        # know, so gdirty's own ``gdirty_*`` settings are read from here.
+        self.namespace = {}
         super().__init__("gdirty [gunicorn options]", prog="gdirty")
+
+    def load_config_from_module_name_or_filename(self, location):
+        namespace = super().load_config_from_module_name_or_filename(location)
+        self.namespace = namespace
+        return namespace
 
     def init(self, parser, opts, args):
         return None
@@ -40,6 +48,11 @@ def load_cfg(argv):
     Exits with status 1 and gunicorn's own message on a bad config, as
     gunicorn does. Applies ``pythonpath`` like gunicorn's Application.run.
     """
+    return load_cfg_and_namespace(argv)[0]
+
+
+def load_cfg_and_namespace(argv):
+    """load_cfg, plus the config file's namespace (``{}`` without one)."""
     app = ConfigOnlyApplication(argv)
     cfg = app.cfg
     if cfg.pythonpath:
@@ -47,4 +60,4 @@ def load_cfg(argv):
             path = os.path.abspath(path)
             if path not in sys.path:
                 sys.path.insert(0, path)
-    return cfg
+    return cfg, app.namespace

@@ -90,6 +90,11 @@ class DirtyWorker:
         self._cancelled = set()   # link ids whose caller is gone
         self._aloop = None
         self._aloop_lock = threading.Lock()
+        # Set while a request read from the link is being handed to the
+        # job threads: a stop signal then is deferred (see _install_signals).
+        self._handing_over = False
+        self._deferred_stop = None
+        self._stopping = False  # a stop signal was acted on
 
     def __str__(self):
         return f"<DirtyWorker {self.pid}>"
@@ -151,13 +156,20 @@ class DirtyWorker:
                 self._send_error(link_id, DirtyWorkerError(
                     f"Unknown message type: {mtype}"))
                 continue
-            with self._inflight_cv:
-                self._inflight += 1
-                self._active.add(link_id)
-            # Before the call can start: a request past this mark was never
-            # read, so gdirty routes it elsewhere if this worker dies.
-            self.link.mark_read(link_id)
-            self._jobs.put((link_id, payload))
+            self._handing_over = True
+            try:
+                with self._inflight_cv:
+                    self._inflight += 1
+                    self._active.add(link_id)
+                # Before the call can start: a request past this mark was
+                # never read, so gdirty routes it elsewhere if this worker
+                # dies.
+                self.link.mark_read(link_id)
+                self._jobs.put((link_id, payload))
+            finally:
+                self._handing_over = False
+            if self._deferred_stop is not None:
+                raise self._deferred_stop
 
     def _heartbeat(self):
         timeout = self.cfg.dirty_timeout
@@ -387,11 +399,26 @@ class _TLVCodec:
 
 def _install_signals(worker):
     def stop(sig, frame):
+        graceful = sig not in (signal.SIGQUIT, signal.SIGABRT)
+        if graceful and worker._stopping:
+            # gdirty repeats SIGTERM until the worker exits (a signal that
+            # lands just before the main thread blocks on the link would
+            # otherwise go unnoticed); once stopping, repeats change nothing.
+            return
+        worker._stopping = True
         worker.alive = False
         if sig == signal.SIGABRT:
             # gdirty aborts a worker that stopped proving liveness.
             worker.aborted = True
-        raise _Shutdown(graceful=sig not in (signal.SIGQUIT, signal.SIGABRT))
+        shutdown = _Shutdown(graceful=graceful)
+        if worker._handing_over:
+            # Raising between counting a request in flight and queuing it
+            # would leave a call counted that never runs: the graceful
+            # drain would wait for it until dirty_graceful_timeout.
+            # serve() raises it once the request is queued.
+            worker._deferred_stop = shutdown
+            return
+        raise shutdown
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT):
         signal.signal(sig, stop)
