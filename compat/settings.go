@@ -22,6 +22,7 @@ type Settings struct {
 	Loglevel             string            `json:"loglevel"`
 	Errorlog             string            `json:"errorlog"`
 	Hooks                map[string]bool   `json:"hooks"`
+	Log                  *LogSpec          `json:"log"`
 }
 
 // AppEntry is one dirty_apps entry with its resolved worker count.

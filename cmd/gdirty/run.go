@@ -64,20 +64,9 @@ func runArbiter(c *cli.Context) error {
 		return &usageError{msg: fmt.Sprintf("%s: nothing to run: set dirty_apps and dirty_workers > 0 (got %d apps, %d workers)",
 			opts.Config, len(settings.DirtyApps), settings.DirtyWorkers)}
 	}
-	level := opts.LogLevel
-	if level == "" {
-		level = settings.Loglevel
-	}
-	log, err := newLogger(level, opts.LogFormat)
+	log, logOuts, err := setupLogging(settings, opts.LogLevel, opts.LogFormat)
 	if err != nil {
 		return err
-	}
-	var errorlog *logFile
-	if settings.Errorlog != "" && settings.Errorlog != "-" {
-		if errorlog, err = openLogFile(settings.Errorlog); err != nil {
-			return err
-		}
-		log.Out = errorlog
 	}
 
 	// gunicorn's orphan convention applies to an arbiter owned by a parent
@@ -177,12 +166,19 @@ func runArbiter(c *cli.Context) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, handledSignals...)
 	defer signal.Stop(sigs)
-	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
+	// A gunicorn master running gdirty (master mode) exports the socket
+	// itself; the line would only be noise in its output.
+	if os.Getenv("GDIRTY_QUIET_SOCKET_LINE") == "" {
+		fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
+	}
+	if err := logOuts.applyCapture(); err != nil {
+		log.Errorf("%v", err)
+	}
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
 	defer startProfile(log)()
 
-	st := &stack{log: log, errorlog: errorlog, srv: srv, pool: pool, listener: listener, graceful: graceful, parentGone: parentGone}
+	st := &stack{log: log, errorlog: logOuts, srv: srv, pool: pool, listener: listener, graceful: graceful, parentGone: parentGone}
 	if c.Args().Len() > 0 {
 		if st.child, st.childDone, err = startGunicorn(c.Args().Slice(), socketPath); err != nil {
 			listener.Close()

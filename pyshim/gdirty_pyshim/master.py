@@ -181,7 +181,7 @@ class GdirtyArbiter:
 def _command(binary, cfg, socket_path):
     argv = [binary, "--config", CONFIG_PATH or cfg.config,
             "--python", sys.executable, "--socket", socket_path,
-            "--parent-pid", str(os.getpid()), "--log-level", cfg.loglevel,
+            "--parent-pid", str(os.getpid()),
             "--dirty-workers", str(cfg.dirty_workers),
             "--dirty-threads", str(cfg.dirty_threads),
             "--dirty-timeout", str(cfg.dirty_timeout),
@@ -196,9 +196,10 @@ def _command(binary, cfg, socket_path):
 def _environment(cfg):
     env = dict(os.environ)
     # gdirty's config loader applies GUNICORN_CMD_ARGS as gunicorn does; add
-    # the master's log destination so a --error-logfile or --capture-output
-    # given on gunicorn's command line reaches gdirty's logs too.
-    extra = ["--error-logfile", cfg.errorlog]
+    # the master's log settings so a --log-level, --error-logfile or
+    # --capture-output given on gunicorn's command line reaches gdirty too
+    # (and a logconfig_dict still wins over them, as in gunicorn).
+    extra = ["--log-level", cfg.loglevel, "--error-logfile", cfg.errorlog]
     if cfg.capture_output:
         extra.append("--capture-output")
     env["GUNICORN_CMD_ARGS"] = " ".join(
