@@ -205,13 +205,27 @@ func (o *logOutputs) Fire(e *logrus.Entry) error {
 	return nil
 }
 
-// applyCapture sends gdirty's stdout and stderr (and so its workers') to
-// the errorlog, as gunicorn's capture_output does for its processes.
-func (o *logOutputs) applyCapture() error {
+// applyCapture sends gdirty's stdout and stderr (and so its children's)
+// to the errorlog, as gunicorn's capture_output does for its processes. It
+// returns where gdirty's own stdout output (the socket line) still goes: a
+// copy of the original stdout when captured, else stdout as given.
+func (o *logOutputs) applyCapture(stdout io.Writer) (io.Writer, error) {
 	if o == nil || o.capture == nil {
-		return nil
+		return stdout, nil
 	}
-	return o.capture.dupOnto(1, 2)
+	var saved io.Writer = stdout
+	if stdout == io.Writer(os.Stdout) {
+		fd, err := unix.Dup(1)
+		if err != nil {
+			return nil, fmt.Errorf("capture_output: keep stdout: %w", err)
+		}
+		unix.CloseOnExec(fd)
+		saved = os.NewFile(uintptr(fd), "stdout")
+	}
+	if err := o.capture.dupOnto(1, 2); err != nil {
+		return nil, err
+	}
+	return saved, nil
 }
 
 // Reopen reopens every log file (after logrotate moved them).
@@ -228,7 +242,7 @@ func (o *logOutputs) Reopen() error {
 	if o.capture != nil {
 		if err := o.capture.Reopen(); err != nil && first == nil {
 			first = err
-		} else if err := o.applyCapture(); err != nil && first == nil {
+		} else if err := o.capture.dupOnto(1, 2); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -65,6 +66,13 @@ func runArbiter(c *cli.Context) error {
 			opts.Config, len(settings.DirtyApps), settings.DirtyWorkers)}
 	}
 	log, logOuts, err := setupLogging(settings, opts.LogLevel, opts.LogFormat)
+	if err != nil {
+		return err
+	}
+	// capture_output: from here on (fork server, hook host, workers) stdout
+	// and stderr are the errorlog; the socket line still goes to the
+	// original stdout.
+	socketOut, err := logOuts.applyCapture(c.App.Writer)
 	if err != nil {
 		return err
 	}
@@ -169,10 +177,10 @@ func runArbiter(c *cli.Context) error {
 	// A gunicorn master running gdirty (master mode) exports the socket
 	// itself; the line would only be noise in its output.
 	if os.Getenv("GDIRTY_QUIET_SOCKET_LINE") == "" {
-		fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
+		fmt.Fprintf(socketOut, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
 	}
-	if err := logOuts.applyCapture(); err != nil {
-		log.Errorf("%v", err)
+	if closer, ok := socketOut.(io.Closer); ok && socketOut != c.App.Writer {
+		closer.Close()
 	}
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 

@@ -25,10 +25,13 @@ The binary is ``$GDIRTY_BINARY``, else ``gdirty`` next to the interpreter (a
 venv's ``bin/``, where the wheel puts it), else ``gdirty`` on ``PATH``.
 """
 
+import atexit
+import json
 import os
 import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,8 +57,8 @@ _REQUIRED = ("spawn_dirty_arbiter", "kill_dirty_arbiter", "reap_dirty_arbiter",
              "manage_dirty_arbiter", "_cleanup_orphaned_dirty_arbiter",
              "_get_dirty_pidfile_path")
 
-# How long the first start waits for gdirty's socket before HTTP workers
-# are spawned (it loads the config and imports the apps first).
+# How long the first start waits for gdirty's workers to boot before HTTP
+# workers are spawned (gdirty loads the config, the workers the apps).
 START_WAIT = float(os.environ.get("GDIRTY_START_WAIT", "60"))
 
 
@@ -120,8 +123,9 @@ class GdirtyArbiter:
     path, and the worker and app tables its control server reads, fetched
     from gdirty with gunicorn's STATUS message."""
 
-    def __init__(self, socket_path, pid, dirty_apps):
+    def __init__(self, socket_path, pid, dirty_apps, binary):
         self.socket_path = socket_path
+        self.binary = binary
         self.pid = pid
         self._dirty_apps = list(dirty_apps)
         self._status = None
@@ -136,14 +140,20 @@ class GdirtyArbiter:
         from gunicorn.dirty.protocol import DirtyProtocol
         result = {}
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(2.0)
-                s.connect(self.socket_path)
-                DirtyProtocol.write_message(
-                    s, {"type": DirtyProtocol.MSG_TYPE_STATUS, "id": 1})
-                answer = DirtyProtocol.read_message(s)
-            if answer.get("type") == DirtyProtocol.MSG_TYPE_RESPONSE:
-                result = answer.get("result") or {}
+            if hasattr(DirtyProtocol, "MSG_TYPE_STATUS"):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(2.0)
+                    s.connect(self.socket_path)
+                    DirtyProtocol.write_message(
+                        s, {"type": DirtyProtocol.MSG_TYPE_STATUS, "id": 1})
+                    answer = DirtyProtocol.read_message(s)
+                if answer.get("type") == DirtyProtocol.MSG_TYPE_RESPONSE:
+                    result = answer.get("result") or {}
+            else:
+                # gunicorn 25.0.x has no STATUS message: ask gdirty's CLI.
+                out = subprocess.run([self.binary, "status", "--json", "--socket", self.socket_path],
+                                     capture_output=True, timeout=5, check=True).stdout
+                result = json.loads(out)
         except Exception:  # a dead or busy gdirty: empty tables, as gunicorn's ctl does
             result = {}
         self._status, self._status_at = result, time.monotonic()
@@ -213,31 +223,37 @@ def _socket_path(arbiter):
     workers that read GUNICORN_DIRTY_SOCKET once keep finding gdirty."""
     path = getattr(arbiter, "_gdirty_socket", None)
     if path is None:
-        path = os.path.join(tempfile.mkdtemp(prefix="gdirty-"), "arbiter.sock")
+        directory = tempfile.mkdtemp(prefix="gdirty-")
+        path = os.path.join(directory, "arbiter.sock")
         arbiter._gdirty_socket = path
+        master = os.getpid()
+        # Forked HTTP workers inherit atexit handlers: only the master's
+        # own exit removes the directory.
+        atexit.register(lambda: os.getpid() == master and shutil.rmtree(directory, ignore_errors=True))
     return path
 
 
-def _wait_listening(arbiter, pid, path, deadline):
-    """Until gdirty accepts on its socket, exits, or the deadline."""
+def _wait_ready(arbiter, pid, want, deadline):
+    """Until gdirty's STATUS shows ``want`` booted workers, gdirty exits, or
+    the deadline: HTTP workers spawned after this find calls served from
+    the first request."""
     while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(path)
+        arbiter.dirty_arbiter._status = None  # no cache: poll
+        workers = arbiter.dirty_arbiter.status().get("workers") or []
+        if len(workers) >= want and all(w.get("booted") for w in workers):
             return True
-        except OSError:
-            pass
         try:
-            wpid, _ = os.waitpid(pid, os.WNOHANG)
+            wpid, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            wpid = pid
+            wpid, status = pid, 0
         if wpid:
-            arbiter.log.error("gdirty (pid: %s) exited before listening on %s", pid, path)
+            arbiter.log.error("gdirty (pid: %s) exited before its workers booted (status %s)", pid, status)
             arbiter.dirty_arbiter_pid = 0
             arbiter.dirty_arbiter = None
             return False
         time.sleep(0.05)
-    arbiter.log.warning("gdirty (pid: %s) not listening on %s after %ss", pid, path, START_WAIT)
+    arbiter.log.warning("gdirty (pid: %s) workers still booting after %ss; starting HTTP workers",
+                        pid, START_WAIT)
     return False
 
 
@@ -312,13 +328,13 @@ def spawn_dirty_arbiter(self):
         return None
     backoff.started()
     self.dirty_arbiter_pid = pid
-    self.dirty_arbiter = GdirtyArbiter(path, pid, self.cfg.dirty_apps)
+    self.dirty_arbiter = GdirtyArbiter(path, pid, self.cfg.dirty_apps, binary)
     set_dirty_socket_path(path)
     os.environ["GUNICORN_DIRTY_SOCKET"] = path
     self.log.info("Spawned gdirty dirty arbiter (pid: %s) at %s", pid, path)
     if not self.WORKERS:
         # First start: HTTP workers come next; let them find gdirty ready.
-        _wait_listening(self, pid, path, time.monotonic() + START_WAIT)
+        _wait_ready(self, pid, self.cfg.dirty_workers, time.monotonic() + START_WAIT)
     return pid
 
 
