@@ -14,6 +14,10 @@ const (
 	gunicornDatefmt  = "[%Y-%m-%d %H:%M:%S %z]"
 )
 
+// maxPyWidth bounds field widths and precisions; a longer one is printed
+// as literal text.
+const maxPyWidth = 1024
+
 // pyRecord holds the LogRecord attributes a format may name.
 type pyRecord struct {
 	name    string
@@ -114,7 +118,10 @@ func parsePyField(s string) (pyField, int, bool) {
 		i++
 	}
 	if i > j {
-		fl.width, _ = strconv.Atoi(s[j:i])
+		var err error
+		if fl.width, err = strconv.Atoi(s[j:i]); err != nil {
+			return pyField{}, 0, false
+		}
 	}
 	if i < len(s) && s[i] == '.' {
 		i++
@@ -122,9 +129,17 @@ func parsePyField(s string) (pyField, int, bool) {
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
 		}
-		fl.prec, _ = strconv.Atoi(s[j:i])
+		var err error
+		if fl.prec, err = strconv.Atoi(s[j:i]); err != nil {
+			return pyField{}, 0, false
+		}
 	}
 	if i >= len(s) || strings.IndexByte("sdirfFeEgGxXoc", s[i]) < 0 {
+		return pyField{}, 0, false
+	}
+	// A width or precision from the user's config never sizes a huge
+	// allocation per log line.
+	if fl.width > maxPyWidth || fl.prec > maxPyWidth {
 		return pyField{}, 0, false
 	}
 	fl.conv = s[i]
