@@ -25,7 +25,11 @@ DEADLINE = 60.0
 class Master:
     """A gunicorn master started with master mode on, its output collected."""
 
-    def __init__(self, python, version, workdir, gdirty_bin, extra_conf=""):
+    def __init__(self, python, version, workdir, gdirty_bin, extra_conf="", args=(), errorlog=None, port=None):
+        """``args`` go on gunicorn's command line; ``errorlog`` is where the
+        run's log lines are read from (default: its output); ``port`` (default:
+        one the OS picks, read from gunicorn's INFO line) for runs that do not
+        log at INFO."""
         self.version = version
         self.workdir = workdir
         for f in ("dirty_app.py", "wsgi.py"):
@@ -35,7 +39,7 @@ class Master:
         (workdir / "gunicorn.conf.py").write_text(
             f"{extra_conf}"
             "import gdirty_pyshim.master\n"
-            "bind = '127.0.0.1:0'\n"
+            f"bind = '127.0.0.1:{port or 0}'\n"
             "workers = 2\n"
             "wsgi_app = 'wsgi:app'\n"
             f"proc_name = {self.name!r}\n"
@@ -48,16 +52,27 @@ class Master:
         env = clean_env({"PYTHONPATH": str(PYSHIM), "GDIRTY_BINARY": str(gdirty_bin)})
         self.python = python
         self.proc = subprocess.Popen(
-            [python, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=workdir, env=env,
+            [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", *args], cwd=workdir, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.lines = []
+        self.errorlog = errorlog
+        self._stdout = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.port = self.wait_line(r"Listening at: http://127\.0\.0\.1:(\d+)")
+        self.port = port or self.wait_line(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
     def _read(self):
         for line in iter(self.proc.stdout.readline, ""):
-            self.lines.append(line)
+            self._stdout.append(line)
+
+    @property
+    def lines(self):
+        """The run's log lines: its output, or its errorlog file when set."""
+        if self.errorlog is None:
+            return list(self._stdout)
+        try:
+            return self.errorlog.read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            return []
 
     def output(self):
         return "".join(self.lines)

@@ -10,6 +10,7 @@ what gunicorn's logging would have written.
 import json
 import logging
 import re
+import socket
 import sys
 import time
 from datetime import datetime
@@ -67,6 +68,38 @@ def test_master_mode_lines_look_like_the_masters(gdirty_bin, tmp_path):
     # Every line of the run is in gunicorn's format (workers included).
     for line in lines:
         assert LINE.match(line), line
+
+
+def test_master_mode_follows_the_masters_command_line_errorlog(gdirty_bin, tmp_path):
+    """--error-logfile and --log-level given to gunicorn (not in the config)
+    reach gdirty too: its lines land in the master's errorlog."""
+    log = tmp_path / "master-error.log"
+    with socket.socket() as s:  # a free port: nothing at INFO says which
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    m = Master(sys.executable, "", tmp_path, gdirty_bin,
+               args=["--error-logfile", str(log), "--log-level", "warning"], errorlog=log, port=port)
+    try:
+        m.get_ok("/echo?msg=x", "x")
+    finally:
+        assert m.stop() == 0
+    text = log.read_text()
+    assert "[INFO]" not in text, text  # --log-level warning, master and gdirty alike
+    assert not any("gdirty" in line for line in m._stdout), m._stdout
+
+    m2dir = tmp_path / "info"
+    m2dir.mkdir()
+    log2 = m2dir / "error.log"
+    m2 = Master(sys.executable, "", m2dir, gdirty_bin, args=["--error-logfile", str(log2)], errorlog=log2)
+    try:
+        m2.get_ok("/echo?msg=x", "x")
+    finally:
+        assert m2.stop() == 0
+    lines = log2.read_text().splitlines()
+    gdirty = int(re.search(r"Spawned gdirty dirty arbiter \(pid: (\d+)\)", "\n".join(lines)).group(1))
+    ours = check_default_format(lines, gdirty)
+    assert any(x["msg"].startswith("Dirty arbiter listening on") for x in ours), lines
+    assert not any("Dirty arbiter listening" in line for line in m2._stdout), m2._stdout
 
 
 def _gdirty_lines(text, pid):
@@ -139,6 +172,27 @@ def test_logconfig_dict_format_level_and_file(gdirty_start, tmp_path):
                                          msecs=int(m["ms"]))
             found += 1
     assert found == 1, p.stderr()
+
+
+def test_logconfig_json_and_unsupported_handlers(gdirty_start, tmp_path):
+    """logconfig_json goes through the same gunicorn setup; a handler gdirty
+    cannot write to (syslog) is named once in a warning."""
+    log = tmp_path / "json-config.log"
+    conf = tmp_path / "logging.json"
+    conf.write_text(json.dumps({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"f": {"format": "<%(levelname)s> %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log), "formatter": "f"},
+                     "mem": {"class": "logging.handlers.MemoryHandler", "capacity": 10}},
+        "loggers": {"gunicorn.error": {"handlers": ["file", "mem"], "level": "INFO", "propagate": False}},
+        "root": {"level": "WARNING", "handlers": []},
+    }))
+    g = gdirty_start(dirty_config([ECHO], workers=1, extra=f"logconfig_json = {str(conf)!r}\n"), workers=1)
+    wait_until(lambda: "<INFO> Dirty arbiter listening on" in log.read_text(), 20, "the logconfig_json format")
+    text = log.read_text()
+    assert "<WARNING> gdirty does not write to these gunicorn.error handlers: MemoryHandler" in text, text
+    assert text.count("MemoryHandler") == 1
 
 
 def test_log_format_json(gdirty_start):
