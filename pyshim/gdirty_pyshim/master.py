@@ -247,7 +247,8 @@ def _wait_ready(arbiter, pid, want, deadline):
         except ChildProcessError:
             wpid, status = pid, 0
         if wpid:
-            arbiter.log.error("gdirty (pid: %s) exited before its workers booted (status %s)", pid, status)
+            arbiter.log.error("gdirty (pid: %s) exited before its workers booted (exit code %s)",
+                              pid, os.waitstatus_to_exitcode(status))
             arbiter.dirty_arbiter_pid = 0
             arbiter.dirty_arbiter = None
             return False
@@ -255,9 +256,6 @@ def _wait_ready(arbiter, pid, want, deadline):
     arbiter.log.warning("gdirty (pid: %s) workers still booting after %ss; starting HTTP workers",
                         pid, START_WAIT)
     return False
-
-
-_warned = []
 
 
 class _Backoff:
@@ -305,8 +303,8 @@ def spawn_dirty_arbiter(self):
     if reason is None and binary is None:
         reason = "no gdirty binary (set GDIRTY_BINARY, or install the gdirty wheel)"
     if reason is not None:
-        if not _warned:
-            _warned.append(reason)
+        if not getattr(self, "_gdirty_warned", False):
+            self._gdirty_warned = True  # one line, not one per respawn
             self.log.error("gdirty master mode disabled: %s; using gunicorn's own dirty arbiter", reason)
         return spawn_dirty_arbiter._original(self)
 
