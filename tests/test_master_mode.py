@@ -144,10 +144,14 @@ def test_usr1_is_forwarded(master):
     assert m.stop() == 0
 
 
-def test_int_stops_everything(master):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["INT", "QUIT"])
+def test_quick_stops_leave_nothing(master, sig):
     m = master()
     m.get_ok("/echo?msg=x", "x")
-    assert m.stop(signal.SIGINT) == 0
+    gdirty = m.gdirty_pids()[-1]
+    workers = [w["pid"] for w in m.booted_workers(2)["workers"]]
+    assert m.stop(sig) == 0
+    assert all(pid_gone(p) for p in [gdirty, *workers])
 
 
 def test_gunicornc_lists_and_scales_gdirty(master, release):
