@@ -1,6 +1,6 @@
 # An ordinary gunicorn config with a dirty pool, plus the one line that makes
 # gunicorn's own master run gdirty as its dirty arbiter:
-import gdirty_pyshim.master  # noqa: E402,F401  gdirty is the dirty arbiter
+import gdirty_pyshim.master  # noqa: F401  (gdirty is the dirty arbiter)
 
 bind = "127.0.0.1:8000"
 workers = 2
