@@ -42,7 +42,6 @@ class Master:
             f"bind = '127.0.0.1:{port or 0}'\n"
             "workers = 2\n"
             "wsgi_app = 'wsgi:app'\n"
-            f"proc_name = {self.name!r}\n"
             f"control_socket = {str(self.ctl)!r}\n"
             "dirty_apps = ['dirty_app:EchoApp', 'dirty_app:ReverseApp']\n"
             "dirty_workers = 2\n"
@@ -52,7 +51,7 @@ class Master:
         env = clean_env({"PYTHONPATH": str(PYSHIM), "GDIRTY_BINARY": str(gdirty_bin)})
         self.python = python
         self.proc = subprocess.Popen(
-            [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", *args], cwd=workdir, env=env,
+            [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--name", self.name, *args], cwd=workdir, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.errorlog = errorlog
         self._stdout = []

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -89,11 +90,16 @@ def test_serves_through_gdirty_and_term_leaves_nothing(master, release):
     st = m.booted_workers(2)
     assert st["arbiter_pid"] == pids[0]
     workers = [w["pid"] for w in st["workers"]]
+    # gdirty wrote the PID file of gunicorn's orphan convention that this
+    # master (named on its command line) checks.
+    pidfile = Path(tempfile.gettempdir()) / f"gunicorn-dirty-{m.name}.pid"
+    assert pidfile.read_text().strip() == str(pids[0])
     assert m.stop() == 0
     for pid in [pids[0], *workers]:
         assert pid_gone(pid)
     # gdirty removed its socket, the master the directory it made for it.
     assert not Path(m.socket_path()).parent.exists()
+    assert not pidfile.exists()
 
 
 def test_sigkill_of_gdirty_master_starts_a_new_one(master):

@@ -203,13 +203,17 @@ def _command(binary, cfg, socket_path):
     return argv
 
 
-def _environment(cfg):
+def _environment(arbiter):
+    cfg = arbiter.cfg
     env = dict(os.environ)
     # gdirty's config loader applies GUNICORN_CMD_ARGS as gunicorn does; add
     # the master's log settings so a --log-level, --error-logfile or
     # --capture-output given on gunicorn's command line reaches gdirty too
     # (and a logconfig_dict still wins over them, as in gunicorn).
-    extra = ["--log-level", cfg.loglevel, "--error-logfile", cfg.errorlog]
+    # The master's proc_name names the PID file of gunicorn's orphan
+    # convention: gdirty writes the very file the master checks.
+    extra = ["--log-level", cfg.loglevel, "--error-logfile", cfg.errorlog,
+             "--name", arbiter.proc_name]
     if cfg.capture_output:
         extra.append("--capture-output")
     env["GUNICORN_CMD_ARGS"] = " ".join(
@@ -320,7 +324,7 @@ def spawn_dirty_arbiter(self):
     path = _socket_path(self)
     argv = _command(binary, self.cfg, path)
     try:
-        pid = os.posix_spawn(binary, argv, _environment(self.cfg))
+        pid = os.posix_spawn(binary, argv, _environment(self))
     except OSError as e:
         self.log.error("Cannot start gdirty %s: %s", binary, e)
         return None
