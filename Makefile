@@ -14,10 +14,13 @@ GOFILES := $(shell find . -name '*.go' -not -path './.venv/*') go.mod go.sum $(w
 
 setup: $(VENV)/.installed build
 
-$(VENV)/.installed: requirements.txt pyshim/pyproject.toml
+# The pyshim package without the binary (tests use bin/gdirty); reinstalled
+# when its files change, since gunicorn's master imports it from the venv
+# in master mode.
+$(VENV)/.installed: requirements.txt pyshim/pyproject.toml pyshim/hatch_build.py $(wildcard pyshim/gdirty_pyshim/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(VPY) -m pip install --quiet --disable-pip-version-check ./pyshim
+	GDIRTY_BUILD_BINARY=0 $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./pyshim
 	touch $@
 
 build: $(GDIRTY)
@@ -25,8 +28,51 @@ build: $(GDIRTY)
 $(GDIRTY): $(GOFILES)
 	go build -o $(GDIRTY) ./cmd/gdirty
 
+# gunicorn's own master runs gdirty (master mode: one import line in
+# examples/basic/gunicorn.conf.py). Ctrl-C or SIGTERM stops everything.
 run: setup
-	VENV=$(VENV) scripts/run-example.sh
+	VENV=$(VENV) GDIRTY_BINARY=$(CURDIR)/$(GDIRTY) exec scripts/run-example.sh
+
+# Platform wheels with the static gdirty binary in them (dist/*.whl), one per
+# GOARCH:platform-tag; installing one needs no Go. The binary is static
+# (CGO_ENABLED=0), so the oldest manylinux tag fits.
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyshim/pyproject.toml)
+WHEEL_PLATFORMS ?= amd64:manylinux_2_17_x86_64.manylinux2014_x86_64 arm64:manylinux_2_17_aarch64.manylinux2014_aarch64
+BUILDPY := $(VENV)/bin/python
+.PHONY: wheel test-wheel
+wheel: $(VENV)/.build-tools
+	@for p in $(WHEEL_PLATFORMS); do \
+		arch=$${p%%:*}; plat=$${p#*:}; bin=dist/bin/linux-$$arch/gdirty; \
+		echo "gdirty $(VERSION) linux/$$arch -> $$plat"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath \
+			-ldflags "-s -w -X main.version=$(VERSION)" -o $$bin ./cmd/gdirty || exit 1; \
+		(cd pyshim && GDIRTY_WHEEL_BINARY=$(CURDIR)/$$bin GDIRTY_WHEEL_PLATFORM=$$plat \
+			$(CURDIR)/$(BUILDPY) -m build --wheel --outdir $(CURDIR)/dist . >/dev/null) || exit 1; \
+	done
+	@ls -1 dist/*.whl
+
+$(VENV)/.build-tools: $(VENV)/.installed
+	$(VPY) -m pip install --quiet --disable-pip-version-check build==1.6.1
+	touch $@
+
+# Master mode on every gunicorn release it knows: one throwaway venv per
+# release in .venvs/ (made once), then tests/test_master_mode.py on each.
+MASTER_RELEASES ?= 25.1.0 25.2.0 25.3.0 26.0.0 26.1.0 26.2.0 27.0.0 27.0.1
+.PHONY: test-master-matrix
+test-master-matrix: setup
+	@for v in $(MASTER_RELEASES); do \
+		[ -x .venvs/g-$$v/bin/gunicorn ] || { $(PYTHON) -m venv .venvs/g-$$v && \
+		.venvs/g-$$v/bin/pip install --quiet --disable-pip-version-check gunicorn==$$v; } || exit 1; \
+	done
+	GDIRTY_MASTER_VENVS=$$(for v in $(MASTER_RELEASES); do printf '%s:' $(CURDIR)/.venvs/g-$$v; done) \
+		$(VPY) -m pytest -q tests/test_master_mode.py
+
+# CI: the x86_64 wheel installed into a fresh venv with no Go on PATH, then
+# examples/basic served through it under gunicorn's master (HTTP request ->
+# dirty worker answer), then stopped with nothing left running.
+test-wheel:
+	$(MAKE) --no-print-directory wheel WHEEL_PLATFORMS=amd64:manylinux_2_17_x86_64.manylinux2014_x86_64
+	$(PYTHON) scripts/wheel_smoke.py dist/gdirty-$(VERSION)-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
 
 vet:
 	go vet ./...
@@ -37,7 +83,7 @@ STATICCHECK ?= go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
 	$(STATICCHECK) ./...
 
-test: setup lint test-go fuzz-short test-py
+test: setup lint test-go fuzz-short test-py test-wheel
 
 test-go:
 	go test -race -count=1 ./...
@@ -61,7 +107,7 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin $(VENV)
+	rm -rf bin $(VENV) dist
 
 # Side-by-side benchmark (bench/): gdirty vs gunicorn's own dirty arbiter vs
 # a client talking straight to a worker. `make bench` is the full run (about

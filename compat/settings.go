@@ -25,6 +25,7 @@ type Settings struct {
 	// Gdirty holds the config file's gdirty_* names (gdirty's own
 	// settings, which gunicorn ignores), undecoded: gdirty checks them.
 	Gdirty map[string]json.RawMessage `json:"gdirty"`
+	Log    *LogSpec                   `json:"log"`
 }
 
 // AppEntry is one dirty_apps entry with its resolved worker count.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -68,20 +69,16 @@ func runArbiter(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	level := opts.LogLevel
-	if level == "" {
-		level = settings.Loglevel
-	}
-	log, err := newLogger(level, opts.LogFormat)
+	log, logOuts, err := setupLogging(settings, opts.LogLevel, opts.LogFormat)
 	if err != nil {
 		return err
 	}
-	var errorlog *logFile
-	if settings.Errorlog != "" && settings.Errorlog != "-" {
-		if errorlog, err = openLogFile(settings.Errorlog); err != nil {
-			return err
-		}
-		log.Out = errorlog
+	// capture_output: from here on (fork server, hook host, workers) stdout
+	// and stderr are the errorlog; the socket line still goes to the
+	// original stdout.
+	socketOut, err := logOuts.applyCapture(c.App.Writer)
+	if err != nil {
+		return err
 	}
 	for _, w := range own.Warnings {
 		log.Warn(w)
@@ -187,12 +184,19 @@ func runArbiter(c *cli.Context) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, handledSignals...)
 	defer signal.Stop(sigs)
-	fmt.Fprintf(c.App.Writer, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
+	// A gunicorn master running gdirty (master mode) exports the socket
+	// itself; the line would only be noise in its output.
+	if os.Getenv("GDIRTY_QUIET_SOCKET_LINE") == "" {
+		fmt.Fprintf(socketOut, "GUNICORN_DIRTY_SOCKET=%s\n", socketPath)
+	}
+	if closer, ok := socketOut.(io.Closer); ok && socketOut != c.App.Writer {
+		closer.Close()
+	}
 	log.Infof("Dirty arbiter listening on %s", socketPath)
 
 	defer startProfile(log)()
 
-	st := &stack{log: log, errorlog: errorlog, srv: srv, pool: pool, listener: listener, graceful: graceful, parentGone: parentGone}
+	st := &stack{log: log, errorlog: logOuts, srv: srv, pool: pool, listener: listener, graceful: graceful, parentGone: parentGone}
 	if c.Args().Len() > 0 {
 		if st.child, st.childDone, err = startGunicorn(c.Args().Slice(), socketPath); err != nil {
 			listener.Close()

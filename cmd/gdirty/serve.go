@@ -22,7 +22,7 @@ import (
 // one-command mode, the gunicorn master gdirty started.
 type stack struct {
 	log        *logrus.Logger
-	errorlog   *logFile
+	errorlog   *logOutputs
 	srv        *arbiter.Server
 	pool       *worker.Pool
 	listener   net.Listener
@@ -166,7 +166,7 @@ func childResult(err error) error {
 // is forwarded to the workers. USR2 is ignored: gunicorn's arbiter dies on
 // it, gdirty must not. In one-command mode TTIN/TTOU belong to gunicorn
 // (HTTP workers) and were forwarded there only.
-func handleSignal(log *logrus.Logger, errorlog *logFile, pool *worker.Pool, sig syscall.Signal, withChild bool) {
+func handleSignal(log *logrus.Logger, errorlog *logOutputs, pool *worker.Pool, sig syscall.Signal, withChild bool) {
 	switch sig {
 	case syscall.SIGHUP:
 		log.Info("SIGHUP: reloading dirty workers")

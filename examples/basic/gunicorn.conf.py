@@ -1,5 +1,7 @@
-# An ordinary gunicorn config with a dirty pool. gunicorn runs it with
-# --dirty-workers 0 (gdirty is the arbiter); gdirty reads the same file.
+# An ordinary gunicorn config with a dirty pool, plus the one line that makes
+# gunicorn's own master run gdirty as its dirty arbiter:
+import gdirty_pyshim.master  # noqa: F401  (gdirty is the dirty arbiter)
+
 bind = "127.0.0.1:8000"
 workers = 2
 wsgi_app = "wsgi:app"

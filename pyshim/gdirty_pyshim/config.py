@@ -17,6 +17,7 @@ import sys as _sys
 from gunicorn.dirty.app import get_app_workers_attribute, parse_dirty_app_spec
 
 from .gconfig import load_cfg_and_namespace
+from .logspec import describe as describe_logging
 
 HOOKS = ("on_dirty_starting", "dirty_post_fork", "dirty_worker_init",
          "dirty_worker_exit")
@@ -98,7 +99,17 @@ def describe(cfg, config_path):
         "loglevel": cfg.loglevel,
         "errorlog": cfg.errorlog,
         "hooks": {name: _hook_defined(cfg, name) for name in HOOKS},
+        "log": _logging(cfg),
     }
+
+
+def _logging(cfg):
+    """gunicorn's error logger as the config sets it up (gdirty follows it);
+    a config whose logging gunicorn itself cannot set up fails there too."""
+    try:
+        return describe_logging(cfg)
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _stashes(import_path):

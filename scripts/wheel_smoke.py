@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""CI check of a gdirty wheel, as a user with only Python would use it.
+
+    scripts/wheel_smoke.py dist/gdirty-<v>-py3-none-<platform>.whl
+
+Creates a fresh venv, installs the wheel into it (gunicorn comes as its
+dependency), then, with no Go on PATH, serves examples/basic with a plain
+``gunicorn -c gunicorn.conf.py`` (whose one import line makes gunicorn's
+master run gdirty), checks HTTP answers that come from dirty workers and
+that the gdirty running is the wheel's, stops gunicorn with SIGTERM and
+checks that no process of the run is left. Exit status 0 when all holds.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 120.0
+
+
+def fail(msg, log=None):
+    print(f"wheel smoke: FAIL: {msg}", file=sys.stderr)
+    if log:
+        print("---- gunicorn output ----\n" + "".join(log), file=sys.stderr)
+    sys.exit(1)
+
+
+def wait_for(pred, timeout, what, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    fail(f"timed out after {timeout}s waiting for {what}", log)
+
+
+def session_pids(sid):
+    """Live (non-zombie) processes of session sid."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def main():
+    if len(sys.argv) != 2:
+        fail("usage: wheel_smoke.py WHEEL")
+    wheel = Path(sys.argv[1]).resolve()
+    if not wheel.is_file():
+        fail(f"no wheel at {wheel}")
+    tmp = Path(tempfile.mkdtemp(prefix="gdirty-wheel-smoke-"))
+    try:
+        run(wheel, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(wheel, tmp):
+    started = time.monotonic()
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", str(wheel)], check=True)
+    gdirty = venv / "bin" / "gdirty"
+    if not os.access(gdirty, os.X_OK):
+        fail(f"installing the wheel did not put an executable gdirty at {gdirty}")
+
+    # A user's shell: the venv's bin, the system's, and no Go anywhere.
+    path = os.pathsep.join([str(venv / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
+    path = os.pathsep.join(p for p in path.split(os.pathsep)
+                           if not shutil.which("go", path=p))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GDIRTY_", "GUNICORN_", "GO")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=path, VIRTUAL_ENV=str(venv))
+    if shutil.which("go", path=path):
+        fail("go is still on PATH")
+
+    app = tmp / "app"
+    shutil.copytree(ROOT / "examples" / "basic", app)
+    name = f"gdirty-wheel-smoke-{os.getpid()}"
+    cmd = ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0",
+           "--name", name, "--control-socket", str(tmp / "ctl.sock")]
+    proc = subprocess.Popen(cmd, cwd=app, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        port = wait_for(lambda: next((m.group(1) for line in list(log)
+                                      for m in [re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)] if m), None),
+                        DEADLINE, "gunicorn to listen", log)
+        spawned = wait_for(lambda: next((m.group(1) for line in list(log)
+                                         for m in [re.search(r"Spawned gdirty dirty arbiter \(pid: (\d+)\)", line)] if m), None),
+                           DEADLINE, "gunicorn's master to start gdirty", log)
+        exe = os.readlink(f"/proc/{spawned}/exe")
+        if Path(exe).resolve() != gdirty.resolve():
+            fail(f"the master runs {exe}, not the wheel's {gdirty}", log)
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                    return r.status, r.read().decode()
+            except OSError:
+                return None
+
+        answer = wait_for(lambda: (lambda r: r if r and r[0] == 200 else None)(get("/echo?msg=from-the-wheel")),
+                          DEADLINE, "an answer from a dirty worker", log)
+        if answer[1].strip() != '"from-the-wheel"':
+            fail(f"/echo answered {answer!r}", log)
+        status, body = get("/reverse?text=gdirty") or (None, None)
+        if status != 200 or body.strip() != '"ytridg"':
+            fail(f"/reverse answered {status} {body!r}", log)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            fail("gunicorn did not stop on SIGTERM", log)
+    wait_for(lambda: not session_pids(proc.pid), 30, "every process of the run to exit", log)
+    if code != 0:
+        fail(f"gunicorn exited {code} on SIGTERM", log)
+    print(f"wheel smoke: ok: {wheel.name} installed without Go, gunicorn's master ran "
+          f"{gdirty.relative_to(tmp)}, dirty workers answered, SIGTERM left nothing running "
+          f"({time.monotonic() - started:.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
