@@ -37,7 +37,7 @@ STATICCHECK ?= go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
 	$(STATICCHECK) ./...
 
-test: setup lint test-go fuzz-short test-py
+test: setup lint test-go fuzz-short test-py test-compat
 
 test-go:
 	go test -race -count=1 ./...
@@ -61,7 +61,58 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin $(VENV)
+	rm -rf bin $(VENV) .venv-gunicorn-*
+
+# ---------------------------------------------------------------------------
+# gunicorn version matrix. gunicorn-versions.txt lists every supported
+# release; each gets its own venv (.venv-gunicorn-X.Y.Z: that gunicorn,
+# pytest and ./pyshim), made on first use and cached by its stamp file.
+# The suite runs on the gunicorn of the interpreter that runs pytest.
+GUNICORN_VERSIONS := $(shell awk '!/^\#/ && NF {print $$1}' gunicorn-versions.txt)
+GUNICORN_PINNED   := $(shell awk '!/^\#/ && $$2 == "pinned" {print $$1}' gunicorn-versions.txt)
+# The releases `make test` runs the compatibility subset on: the oldest and
+# newest of every minor line other than the pinned release's own (whose
+# oldest is listed too). The ONE place that list lives.
+COMPAT_VERSIONS   ?= 25.0.0 25.0.3 25.1.0 25.2.0 25.3.0 26.0.0 26.1.0 26.2.0 27.0.0
+PYTEST_VERSION    := $(shell awk -F'==' '$$1 == "pytest" {print $$2}' requirements.txt)
+COMPAT_MARK       ?= compat
+
+.PHONY: test-compat matrix venvs print-versions
+.PRECIOUS: .venv-gunicorn-%/.installed
+
+.venv-gunicorn-%/.installed: pyshim/pyproject.toml gunicorn-versions.txt
+	@grep -qx '$*\( pinned\)\?' gunicorn-versions.txt || \
+		{ echo "gunicorn $* is not listed in gunicorn-versions.txt" >&2; exit 1; }
+	rm -rf .venv-gunicorn-$*
+	$(PYTHON) -m venv .venv-gunicorn-$*
+	.venv-gunicorn-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		gunicorn==$* pytest==$(PYTEST_VERSION) ./pyshim
+	touch $@
+
+venvs: $(foreach v,$(GUNICORN_VERSIONS),.venv-gunicorn-$(v)/.installed)
+
+# The compatibility subset (tests marked `compat`) on each release of
+# COMPAT_VERSIONS; every release is tried and the failures listed at the end.
+test-compat: build $(foreach v,$(COMPAT_VERSIONS),.venv-gunicorn-$(v)/.installed)
+	@failed=""; for v in $(COMPAT_VERSIONS); do \
+		echo "== gunicorn $$v: compatibility subset"; \
+		.venv-gunicorn-$$v/bin/python -m pytest -q -m $(COMPAT_MARK) -p no:cacheprovider tests/ \
+			|| failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "compatibility subset FAILED on gunicorn:$$failed" >&2; exit 1; fi
+
+# The whole suite on every listed release (MATRIX_VERSIONS to narrow it).
+MATRIX_VERSIONS ?= $(GUNICORN_VERSIONS)
+matrix: build $(foreach v,$(MATRIX_VERSIONS),.venv-gunicorn-$(v)/.installed)
+	@failed=""; for v in $(MATRIX_VERSIONS); do \
+		echo "== gunicorn $$v: whole suite"; \
+		.venv-gunicorn-$$v/bin/python -m pytest -q -p no:cacheprovider tests/ \
+			|| failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "whole suite FAILED on gunicorn:$$failed" >&2; exit 1; fi
+
+print-versions:
+	@echo "listed: $(GUNICORN_VERSIONS)"; echo "pinned: $(GUNICORN_PINNED)"; echo "compat: $(COMPAT_VERSIONS)"
 
 # Side-by-side benchmark (bench/): gdirty vs gunicorn's own dirty arbiter vs
 # a client talking straight to a worker. `make bench` is the full run (about

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 import proctools
+from gversions import control_socket_args
 from proctools import descendants, pid_gone  # noqa: F401  (re-exported)
 
 from gunicorn.dirty.client import DirtyClient
@@ -54,6 +55,12 @@ _SCRUB_ENV = ("GUNICORN_CMD_ARGS", "GUNICORN_DIRTY_SOCKET", "GDIRTY_SOCKET",
               "GDIRTY_MAX_QUEUE", "GDIRTY_CONFIG", "GDIRTY_STASH_MAX_BYTES",
               "GDIRTY_SPAWN", "GDIRTY_PARENT_PID", "GDIRTY_METRICS_BIND",
               "GDIRTY_MAX_CONNECTIONS", "PYTHONPATH")
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "compat: the compatibility subset run on every release of "
+                   "the gunicorn matrix (`make test-compat`)")
+
 
 START_TIMEOUT = 60.0   # gdirty: socket line + all workers booted
 STOP_TIMEOUT = 30.0    # SIGTERM -> exit
@@ -418,6 +425,7 @@ class GunicornLauncher:
                "--graceful-timeout", "5",
                "--timeout", "60",
                "--log-level", "info",
+               *control_socket_args(workdir / "gunicorn.ctl"),
                *WORKER_CLASS_ARGS[kind]]
         env = clean_env({"GUNICORN_DIRTY_SOCKET": gdirty.socket_path})
         with open(stderr_path, "wb") as err:

@@ -18,6 +18,7 @@ from conftest import (
 from gunicorn.dirty.errors import (
     DirtyAppError, DirtyNoWorkersAvailableError, DirtyTimeoutError, DirtyWorkerError,
 )
+from gversions import control_socket_args
 from gunicorn.dirty.protocol import BinaryProtocol as BP
 from gunicorn.dirty.stash import StashClient
 from test_vs_gunicorn import _ARBITER_RE, reference  # noqa: F401  (gunicorn's own arbiter)
@@ -108,7 +109,8 @@ def start_gunicorn_arbiters(tmp_path_factory, configs):
         (workdir / "gunicorn.conf.py").write_text(text)
         err = workdir / "gunicorn.stderr"
         cmd = [PYTHON, "-m", "gunicorn", "-c", str(workdir / "gunicorn.conf.py"), "-b", "127.0.0.1:0",
-               "-w", "1", "--name", f"gdirty-lcref-{uuid.uuid4().hex[:12]}", "wsgi_app:app"]
+               "-w", "1", "--name", f"gdirty-lcref-{uuid.uuid4().hex[:12]}",
+               *control_socket_args(workdir / "gunicorn.ctl"), "wsgi_app:app"]
         with open(err, "wb") as f:
             proc = subprocess.Popen(cmd, cwd=str(APPS_DIR), env=clean_env(), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)

@@ -11,6 +11,7 @@ import urllib.error
 
 import pytest
 
+from gversions import control_socket_args
 from conftest import (
     APPS_DIR, PYTHON, GDirtyLauncher, Gunicorn, clean_env, descendants, dirty_config,
     pid_gone, wait_until,
@@ -64,6 +65,7 @@ def stack(gdirty_bin, tmp_path_factory, tmp_path):
 
 def gunicorn_cmd(app="wsgi_app:app", workers=2):
     return lambda cfg: [PYTHON, "-m", "gunicorn", "-c", str(cfg), "-b", "127.0.0.1:0",
+                        *control_socket_args(f"{cfg}.ctl"),
                         "--chdir", str(APPS_DIR), "-k", "sync", "-w", str(workers), app]
 
 

@@ -20,6 +20,7 @@ from conftest import (
     APPS_DIR, ECHO, MAIN_CONFIG, ONE, OVERRIDDEN, PYTHON, SPEC, START_TIMEOUT,
     clean_env, connect, query_status, stop_process, wait_until,
 )
+from gversions import control_socket_args
 from gunicorn.dirty.protocol import BinaryProtocol as BP
 from gunicorn.dirty.tlv import TLVEncoder
 
@@ -37,7 +38,8 @@ def reference(tmp_path_factory):
     stderr_path = workdir / "gunicorn.stderr"
     # a unique proc name: gunicorn keeps a dirty-arbiter PID file named after it
     cmd = [PYTHON, "-m", "gunicorn", "-c", str(config), "-b", "127.0.0.1:0", "-w", "1",
-           "--name", f"gdirty-ref-{uuid.uuid4().hex[:12]}", "wsgi_app:app"]
+           "--name", f"gdirty-ref-{uuid.uuid4().hex[:12]}",
+           *control_socket_args(workdir / "gunicorn.ctl"), "wsgi_app:app"]
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=str(APPS_DIR), env=clean_env(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
