@@ -102,6 +102,7 @@ def test_go_bytes_equal_gunicorn_bytes(case, go_hex):
                     f"gunicorn ...{case['hex'][at:at + 40]}")
 
 
+@pytest.mark.compat
 def test_golden_files_are_current(tmp_path):
     """Re-running the generator with the installed gunicorn reproduces the
     committed golden files byte for byte (on a release other than the pinned

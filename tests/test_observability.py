@@ -199,11 +199,13 @@ def manage_answers(gdirty_bin, tmp_path_factory):
 
 @pytest.mark.parametrize("step", ["status", "status_after_add", "add", "remove", "add_at_limit",
                                   "unknown_op"])
+@pytest.mark.compat
 def test_status_and_manage_shapes_same_as_gunicorn(manage_answers, step):
     ref, got = manage_answers[step]
     assert shape(got) == shape(ref), f"gunicorn: {ref!r}\ngdirty:   {got!r}"
 
 
+@pytest.mark.compat
 def test_manage_values_same_as_gunicorn(manage_answers):
     for step in ("add", "remove", "remove_at_minimum", "add_at_limit"):
         ref, got = manage_answers[step]

@@ -109,6 +109,7 @@ def dirty_call(g, action="pid", *args):
     return out["result"]
 
 
+@pytest.mark.compat
 def test_one_command_mode_serves_and_term_leaves_nothing(stack):
     g = stack(gunicorn_cmd())
     dirty = set(g.worker_pids())

@@ -184,6 +184,7 @@ def all_ops_script(t, t2, missing):
 
 
 @pytest.mark.parametrize("where", ["http", "dirty"])
+@pytest.mark.compat
 def test_every_operation(web, where):
     t, t2, missing = fresh(f"ops_{where}"), fresh(f"dict_{where}"), fresh("missing")
     script = all_ops_script(t, t2, missing)
@@ -195,6 +196,7 @@ def test_every_operation(web, where):
     assert names.index("declared_sessions") < names.index("declared_counters") < names.index(t2)
 
 
+@pytest.mark.compat
 def test_error_details_seen_by_the_client(web):
     """The exception objects gunicorn's client builds from gdirty's answers."""
     missing = fresh("nosuch")
@@ -347,6 +349,7 @@ def test_memory_bound(web):
 # gunicorn's arbiter session replayed over gdirty's socket
 # ---------------------------------------------------------------------------
 
+@pytest.mark.compat
 def test_gunicorn_session_replayed_over_socket(gdirty_start, tmp_path):
     """A fresh gdirty (empty stash; the bound set in the TOML file) answers
     the session recorded from gunicorn's arbiter exactly as the vectors say,
@@ -378,6 +381,7 @@ def test_gunicorn_session_replayed_over_socket(gdirty_start, tmp_path):
 # the golden files are what the generator produces today
 # ---------------------------------------------------------------------------
 
+@pytest.mark.compat
 def test_stash_vectors_are_current(tmp_path):
     res = subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -148,6 +148,7 @@ CALLS = {
 
 
 @pytest.mark.parametrize("case", sorted(CALLS))
+@pytest.mark.compat
 def test_call_same_as_gunicorn(reference, main_gdirty, case):
     app, action, args, kwargs = CALLS[case]
     assert_same(reference, main_gdirty,
@@ -172,6 +173,7 @@ def test_unusual_but_valid_requests_same_as_gunicorn(reference, main_gdirty, cas
     assert_same(reference, main_gdirty, [raw_request(5, payload)])
 
 
+@pytest.mark.compat
 def test_status_same_shape_as_gunicorn(reference, main_gdirty):
     ref = query_status(reference)
     got = main_gdirty.status()
