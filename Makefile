@@ -80,20 +80,27 @@ COMPAT_MARK       ?= compat
 .PHONY: test-compat matrix venvs print-versions
 .PRECIOUS: .venv-gunicorn-%/.installed
 
-.venv-gunicorn-%/.installed: pyshim/pyproject.toml gunicorn-versions.txt
+.venv-gunicorn-%/.installed: requirements.txt pyshim/pyproject.toml
 	@grep -qx '$*\( pinned\)\?' gunicorn-versions.txt || \
 		{ echo "gunicorn $* is not listed in gunicorn-versions.txt" >&2; exit 1; }
 	rm -rf .venv-gunicorn-$*
 	$(PYTHON) -m venv .venv-gunicorn-$*
+	@# pyshim is built from a copy: venvs made in parallel never share a build dir
+	mkdir .venv-gunicorn-$*/src && cp -R pyshim .venv-gunicorn-$*/src/pyshim
 	.venv-gunicorn-$*/bin/python -m pip install --quiet --disable-pip-version-check \
-		gunicorn==$* pytest==$(PYTEST_VERSION) ./pyshim
+		gunicorn==$* pytest==$(PYTEST_VERSION) ./.venv-gunicorn-$*/src/pyshim
 	touch $@
 
 venvs: $(foreach v,$(GUNICORN_VERSIONS),.venv-gunicorn-$(v)/.installed)
 
+# Venvs are made 4 at a time (pip waits on the network more than on the CPU).
+VENV_JOBS ?= 4
+venv-stamps = $(foreach v,$(1),.venv-gunicorn-$(v)/.installed)
+
 # The compatibility subset (tests marked `compat`) on each release of
 # COMPAT_VERSIONS; every release is tried and the failures listed at the end.
-test-compat: build $(foreach v,$(COMPAT_VERSIONS),.venv-gunicorn-$(v)/.installed)
+test-compat: build
+	@$(MAKE) --no-print-directory -j$(VENV_JOBS) $(call venv-stamps,$(COMPAT_VERSIONS))
 	@failed=""; for v in $(COMPAT_VERSIONS); do \
 		echo "== gunicorn $$v: compatibility subset"; \
 		.venv-gunicorn-$$v/bin/python -m pytest -q -m $(COMPAT_MARK) -p no:cacheprovider tests/ \
@@ -103,7 +110,8 @@ test-compat: build $(foreach v,$(COMPAT_VERSIONS),.venv-gunicorn-$(v)/.installed
 
 # The whole suite on every listed release (MATRIX_VERSIONS to narrow it).
 MATRIX_VERSIONS ?= $(GUNICORN_VERSIONS)
-matrix: build $(foreach v,$(MATRIX_VERSIONS),.venv-gunicorn-$(v)/.installed)
+matrix: build
+	@$(MAKE) --no-print-directory -j$(VENV_JOBS) $(call venv-stamps,$(MATRIX_VERSIONS))
 	@failed=""; for v in $(MATRIX_VERSIONS); do \
 		echo "== gunicorn $$v: whole suite"; \
 		.venv-gunicorn-$$v/bin/python -m pytest -q -p no:cacheprovider tests/ \
