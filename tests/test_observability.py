@@ -11,6 +11,11 @@ import uuid
 
 import pytest
 
+import gversions
+
+# Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.requires_v1.kwargs["reason"])
+
 from conftest import (
     APPS_DIR, ECHO, ONE, PYTHON, START_TIMEOUT, GDirtyLauncher, clean_env, connect, dirty_config,
     next_id, query_status, stop_process, wait_until,

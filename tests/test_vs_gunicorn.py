@@ -15,6 +15,11 @@ import uuid
 
 import pytest
 
+import gversions
+
+# Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.requires_v1.kwargs["reason"])
+
 import dvalues
 from conftest import (
     APPS_DIR, ECHO, MAIN_CONFIG, ONE, OVERRIDDEN, PYTHON, SPEC, START_TIMEOUT,
