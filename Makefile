@@ -76,6 +76,8 @@ GUNICORN_PINNED   := $(shell awk '!/^\#/ && $$2 == "pinned" {print $$1}' gunicor
 COMPAT_VERSIONS   ?= 25.0.0 25.0.3 25.1.0 25.2.0 25.3.0 26.0.0 26.1.0 26.2.0 27.0.0
 PYTEST_VERSION    := $(shell awk -F'==' '$$1 == "pytest" {print $$2}' requirements.txt)
 COMPAT_MARK       ?= compat
+# What pytest runs in test-compat / matrix (narrow it: PYTEST_ARGS=tests/test_stash.py).
+PYTEST_ARGS       ?= tests/
 
 .PHONY: test-compat matrix venvs print-versions
 .PRECIOUS: .venv-gunicorn-%/.installed
@@ -103,7 +105,7 @@ test-compat: build
 	@$(MAKE) --no-print-directory -j$(VENV_JOBS) $(call venv-stamps,$(COMPAT_VERSIONS))
 	@failed=""; for v in $(COMPAT_VERSIONS); do \
 		echo "== gunicorn $$v: compatibility subset"; \
-		.venv-gunicorn-$$v/bin/python -m pytest -q -m $(COMPAT_MARK) -p no:cacheprovider tests/ \
+		.venv-gunicorn-$$v/bin/python -m pytest -q -m $(COMPAT_MARK) -p no:cacheprovider $(PYTEST_ARGS) \
 			|| failed="$$failed $$v"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "compatibility subset FAILED on gunicorn:$$failed" >&2; exit 1; fi
@@ -114,7 +116,7 @@ matrix: build
 	@$(MAKE) --no-print-directory -j$(VENV_JOBS) $(call venv-stamps,$(MATRIX_VERSIONS))
 	@failed=""; for v in $(MATRIX_VERSIONS); do \
 		echo "== gunicorn $$v: whole suite"; \
-		.venv-gunicorn-$$v/bin/python -m pytest -q -p no:cacheprovider tests/ \
+		.venv-gunicorn-$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
 			|| failed="$$failed $$v"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "whole suite FAILED on gunicorn:$$failed" >&2; exit 1; fi
