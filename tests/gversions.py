@@ -56,11 +56,11 @@ HAS_STASH = _has_module("gunicorn.dirty.stash")
 # The control socket gunicorn's master opens (gunicornc), 25.1.0 and later.
 HAS_CONTROL_SOCKET = _has_setting("control_socket")
 
-requires_v1 = pytest.mark.skipif(
-    not HAS_V1, reason=f"gunicorn {INSTALLED} has no binary protocol v1 "
-                       "(gunicorn.dirty.tlv): it speaks JSON protocol v0")
-requires_stash = pytest.mark.skipif(
-    not HAS_STASH, reason=f"gunicorn {INSTALLED} has no stash (gunicorn.dirty.stash)")
+NO_V1 = (f"gunicorn {INSTALLED} has no binary protocol v1 (gunicorn.dirty.tlv): "
+         "it speaks JSON protocol v0")
+NO_STASH = f"gunicorn {INSTALLED} has no stash (gunicorn.dirty.stash)"
+requires_v1 = pytest.mark.skipif(not HAS_V1, reason=NO_V1)
+requires_stash = pytest.mark.skipif(not HAS_STASH, reason=NO_STASH)
 requires_pinned = pytest.mark.skipif(
     not IS_PINNED, reason=f"checks files generated from the pinned gunicorn "
                           f"{PINNED}; installed is {INSTALLED}")

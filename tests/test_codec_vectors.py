@@ -26,7 +26,7 @@ import pytest
 import gunicorn
 import gversions
 
-pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.requires_v1.kwargs["reason"])
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
 from gunicorn.dirty.tlv import TLVEncoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,8 @@ def test_golden_files_are_current(tmp_path):
     assert not stale, (
         f"golden files {stale} do not match what gunicorn "
         f"{gunicorn.__version__} produces; regenerate with `{REGENERATE}` "
-        f"from the repository root and review the diff")
+        f"from the repository root with gunicorn {gversions.PINNED} installed "
+        f"and review the diff")
 
 
 @gversions.requires_pinned

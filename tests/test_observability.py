@@ -14,7 +14,7 @@ import pytest
 import gversions
 
 # Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
-pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.requires_v1.kwargs["reason"])
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
 
 from conftest import (
     APPS_DIR, ECHO, ONE, PYTHON, START_TIMEOUT, GDirtyLauncher, clean_env, connect, dirty_config,

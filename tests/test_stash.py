@@ -28,7 +28,7 @@ import pytest
 
 import gversions
 
-pytest.importorskip("gunicorn.dirty.stash", reason=gversions.requires_stash.kwargs["reason"])
+pytest.importorskip("gunicorn.dirty.stash", reason=gversions.NO_STASH)
 
 from conftest import (  # noqa: E402
     ECHO,
