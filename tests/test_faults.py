@@ -174,5 +174,7 @@ def test_client_disconnect_closes_stream_generator(gdirty_start, tmp_path):
         assert recv_frame(s) == BP.encode_chunk(rid, 0)
         assert recv_frame(s) == BP.encode_chunk(rid, 1)
     # the client is gone; the generator must be closed early, not run on
-    wait_until(track.exists, 15, "the stream generator to end one way or another")
+    # (the file exists a moment before the app's write lands in it)
+    wait_until(lambda: track.exists() and track.read_text(), 15,
+               "the stream generator to end one way or another")
     assert track.read_text().startswith("closed after"), track.read_text()
