@@ -83,7 +83,7 @@ STATICCHECK ?= go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
 	$(STATICCHECK) ./...
 
-test: setup lint test-go fuzz-short test-py test-wheel
+test: setup lint test-go fuzz-short test-py test-compat test-wheel
 
 test-go:
 	go test -race -count=1 ./...
@@ -107,7 +107,68 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin $(VENV) dist
+	rm -rf bin $(VENV) dist .venv-gunicorn-*
+
+# ---------------------------------------------------------------------------
+# gunicorn version matrix. gunicorn-versions.txt lists every supported
+# release; each gets its own venv (.venv-gunicorn-X.Y.Z: that gunicorn,
+# pytest and ./pyshim), made on first use and cached by its stamp file.
+# The suite runs on the gunicorn of the interpreter that runs pytest.
+GUNICORN_VERSIONS := $(shell awk '!/^\#/ && NF {print $$1}' gunicorn-versions.txt)
+GUNICORN_PINNED   := $(shell awk '!/^\#/ && $$2 == "pinned" {print $$1}' gunicorn-versions.txt)
+# The releases `make test` runs the compatibility subset on: the oldest and
+# newest of every minor line other than the pinned release's own (whose
+# oldest is listed too). The ONE place that list lives.
+COMPAT_VERSIONS   ?= 25.0.0 25.0.3 25.1.0 25.2.0 25.3.0 26.0.0 26.1.0 26.2.0 27.0.0
+PYTEST_VERSION    := $(shell awk -F'==' '$$1 == "pytest" {print $$2}' requirements.txt)
+COMPAT_MARK       ?= compat
+# What pytest runs in test-compat / matrix (narrow it: PYTEST_ARGS=tests/test_stash.py).
+PYTEST_ARGS       ?= tests/
+
+.PHONY: test-compat matrix venvs print-versions
+.PRECIOUS: .venv-gunicorn-%/.installed
+
+.venv-gunicorn-%/.installed: requirements.txt pyshim/pyproject.toml pyshim/hatch_build.py $(wildcard pyshim/gdirty_pyshim/*.py)
+	@grep -qx '$*\( pinned\)\?' gunicorn-versions.txt || \
+		{ echo "gunicorn $* is not listed in gunicorn-versions.txt" >&2; exit 1; }
+	rm -rf .venv-gunicorn-$*
+	$(PYTHON) -m venv .venv-gunicorn-$*
+	@# pyshim is built from a copy: venvs made in parallel never share a build dir
+	mkdir .venv-gunicorn-$*/src && cp -R pyshim .venv-gunicorn-$*/src/pyshim
+	GDIRTY_BUILD_BINARY=0 .venv-gunicorn-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		gunicorn==$* pytest==$(PYTEST_VERSION) ./.venv-gunicorn-$*/src/pyshim
+	touch $@
+
+venvs: $(foreach v,$(GUNICORN_VERSIONS),.venv-gunicorn-$(v)/.installed)
+
+# Venvs are made 4 at a time (pip waits on the network more than on the CPU).
+VENV_JOBS ?= 4
+venv-stamps = $(foreach v,$(1),.venv-gunicorn-$(v)/.installed)
+
+# The compatibility subset (tests marked `compat`) on each release of
+# COMPAT_VERSIONS; every release is tried and the failures listed at the end.
+test-compat: build
+	@$(MAKE) --no-print-directory -j$(VENV_JOBS) $(call venv-stamps,$(COMPAT_VERSIONS))
+	@failed=""; for v in $(COMPAT_VERSIONS); do \
+		echo "== gunicorn $$v: compatibility subset"; \
+		.venv-gunicorn-$$v/bin/python -m pytest -q -m $(COMPAT_MARK) -p no:cacheprovider $(PYTEST_ARGS) \
+			|| failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "compatibility subset FAILED on gunicorn:$$failed" >&2; exit 1; fi
+
+# The whole suite on every listed release (MATRIX_VERSIONS to narrow it).
+MATRIX_VERSIONS ?= $(GUNICORN_VERSIONS)
+matrix: build
+	@$(MAKE) --no-print-directory -j$(VENV_JOBS) $(call venv-stamps,$(MATRIX_VERSIONS))
+	@failed=""; for v in $(MATRIX_VERSIONS); do \
+		echo "== gunicorn $$v: whole suite"; \
+		.venv-gunicorn-$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
+			|| failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "whole suite FAILED on gunicorn:$$failed" >&2; exit 1; fi
+
+print-versions:
+	@echo "listed: $(GUNICORN_VERSIONS)"; echo "pinned: $(GUNICORN_PINNED)"; echo "compat: $(COMPAT_VERSIONS)"
 
 # Side-by-side benchmark (bench/): gdirty vs gunicorn's own dirty arbiter vs
 # a client talking straight to a worker. `make bench` is the full run (about

@@ -125,13 +125,14 @@ func parentPid(pid int) int {
 	return ppid
 }
 
-// ParentCommand returns the command line of our parent process.
-func ParentCommand() string {
+// ParentArgs returns the argument vector of our parent process (nil when
+// it cannot be read).
+func ParentArgs() []string {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", os.Getppid()))
-	if err != nil {
-		return ""
+	if err != nil || len(data) == 0 {
+		return nil
 	}
-	return strings.TrimSpace(string(bytes.ReplaceAll(data, []byte{0}, []byte{' '})))
+	return strings.Split(string(bytes.TrimRight(data, "\x00")), "\x00")
 }
 
 // ParentAlive reports whether pid still exists (and, when it was our

@@ -33,10 +33,15 @@ from pathlib import Path
 import pytest
 
 import proctools
+from gversions import control_socket_args
 from proctools import descendants, pid_gone  # noqa: F401  (re-exported)
 
 from gunicorn.dirty.client import DirtyClient
-from gunicorn.dirty.protocol import BinaryProtocol
+
+try:
+    from gunicorn.dirty.protocol import BinaryProtocol
+except ImportError:  # gunicorn 25.0.x: JSON protocol v0 only (see the preflight)
+    BinaryProtocol = None
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = ROOT / "tests"
@@ -55,6 +60,34 @@ _SCRUB_ENV = ("GUNICORN_CMD_ARGS", "GUNICORN_DIRTY_SOCKET", "GDIRTY_SOCKET",
               "GDIRTY_SPAWN", "GDIRTY_PARENT_PID", "GDIRTY_METRICS_BIND",
               "GDIRTY_MAX_CONNECTIONS", "PYTHONPATH",
               "GDIRTY_QUIET_SOCKET_LINE", "GDIRTY_BINARY", "GDIRTY_START_WAIT")
+
+# The pyshim modules gdirty runs with --python: each must import with the
+# gunicorn under test, or nothing in the suite can work.
+PYSHIM_MODULES = ("gdirty_pyshim.config", "gdirty_pyshim.worker",
+                  "gdirty_pyshim.forkserver", "gdirty_pyshim.hooks")
+
+
+def pytest_sessionstart(session):
+    """Preflight: stop at once, saying why, when gdirty's Python side cannot
+    import with the installed gunicorn (instead of every test timing out
+    while workers fail to boot)."""
+    import gunicorn
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    res = subprocess.run([PYTHON, "-c", code, *PYSHIM_MODULES], capture_output=True,
+                         text=True, timeout=120, cwd=str(ROOT),
+                         env=clean_env({"PYTHONPATH": str(ROOT / "pyshim")}))
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.exit(f"gdirty's pyshim cannot be imported with gunicorn "
+                    f"{gunicorn.__version__} ({PYTHON}): {last}\n{res.stderr}",
+                    returncode=3)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "compat: the compatibility subset run on every release of "
+                   "the gunicorn matrix (`make test-compat`)")
+
 
 START_TIMEOUT = 60.0   # gdirty: socket line + all workers booted
 STOP_TIMEOUT = 30.0    # SIGTERM -> exit
@@ -427,6 +460,7 @@ class GunicornLauncher:
                "--graceful-timeout", "5",
                "--timeout", "60",
                "--log-level", "info",
+               *control_socket_args(workdir / "gunicorn.ctl"),
                *WORKER_CLASS_ARGS[kind]]
         env = clean_env({"GUNICORN_DIRTY_SOCKET": gdirty.socket_path})
         with open(stderr_path, "wb") as err:

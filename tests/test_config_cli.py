@@ -24,6 +24,7 @@ BASE = dirty_config([ECHO], workers=1)
 # gunicorn configuration semantics
 # ---------------------------------------------------------------------------
 
+@pytest.mark.compat
 def test_gunicorn_cmd_args_sets_worker_count(gdirty_start):
     g = gdirty_start(BASE, workers=3, env={"GUNICORN_CMD_ARGS": "--dirty-workers 3"})
     st = g.status()
@@ -37,6 +38,7 @@ def test_dirty_workers_flag_sets_worker_count(gdirty_start):
     assert len(set(g.worker_pids())) == 3
 
 
+@pytest.mark.compat
 def test_flag_beats_gunicorn_cmd_args(gdirty_start):
     # gunicorn's priority: config file < GUNICORN_CMD_ARGS < command line
     g = gdirty_start(BASE, workers=2, args=["--dirty-workers", "2"],
@@ -188,6 +190,7 @@ def test_version_command(gdirty_bin):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.compat
 def test_graceful_stop_finishes_calls_in_flight(gdirty_start, tmp_path, sig):
     g = gdirty_start(dirty_config([ECHO], workers=1, threads=2), workers=1)
     marker = tmp_path / "running"

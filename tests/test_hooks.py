@@ -121,6 +121,7 @@ def all_booted(n):
     return lambda st: len(st["workers"]) == n and all(w["booted"] for w in st["workers"])
 
 
+@pytest.mark.compat
 def test_hooks_order_processes_and_attributes(gdirty_start, tmp_path):
     text, log = hooks_config(tmp_path, ALL_HOOKS)
     g = gdirty_start(text, workers=2)

@@ -37,6 +37,11 @@ import uuid
 
 import pytest
 
+import gversions
+
+# Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from conftest import (
     GDirtyLauncher, connect, dirty_config, next_id, query_status, recv_frame,
     stop_process, wait_until,

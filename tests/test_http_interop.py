@@ -36,6 +36,7 @@ def assert_ok(outcome):
 
 
 @pytest.mark.parametrize("name", sorted(dvalues.CASES))
+@pytest.mark.compat
 def test_value_round_trip(web, name):
     outcome = web.run1({"op": "value", "app": ECHO, "name": name})
     assert_ok(outcome)
@@ -43,6 +44,7 @@ def test_value_round_trip(web, name):
         f"{web.kind}: round trip of {name!r} gave {outcome['got']}")
 
 
+@pytest.mark.compat
 def test_all_values_in_one_request(web):
     # Many calls one after another on the same client connection.
     outcomes = web.run([{"op": "value", "app": ECHO, "name": n} for n in sorted(dvalues.CASES)])
@@ -50,6 +52,7 @@ def test_all_values_in_one_request(web):
     assert not bad, bad
 
 
+@pytest.mark.compat
 def test_args_and_kwargs(web):
     outcome = web.run1(execute(ECHO, "echo", 1, "two", [3], {"four": 4},
                                alpha="a", beta=[1, 2], gamma={"x": None}, delta=False))
@@ -62,6 +65,7 @@ def test_args_and_kwargs(web):
     assert web.run1(execute(ECHO, "echo"))["result"] == {"args": [], "kwargs": {}}
 
 
+@pytest.mark.compat
 def test_app_exception(web):
     err = web.run1(execute(ECHO, "fail", "it went wrong: ünïcode"))["error"]
     assert err["type"] == "DirtyAppError"
@@ -77,6 +81,7 @@ def test_app_exception(web):
     assert "in fail" in tb and "ValueError: it went wrong: ünïcode" in tb
 
 
+@pytest.mark.compat
 def test_app_exception_message_is_str_of_exception(web):
     # KeyError's str() is the repr of the key: message = str(exc), as gunicorn
     err = web.run1(execute(ECHO, "fail_key"))["error"]
@@ -85,6 +90,7 @@ def test_app_exception_message_is_str_of_exception(web):
     assert "KeyError: 'missing'" in err["details"]["traceback"]
 
 
+@pytest.mark.compat
 def test_unknown_app(web):
     app = "dapps:NoSuchApp"
     err = web.run1(execute(app, "echo", 1))["error"]
@@ -95,6 +101,7 @@ def test_unknown_app(web):
 
 
 @pytest.mark.parametrize("action", ["no_such_action", "_secret", "__init__"])
+@pytest.mark.compat
 def test_unknown_and_private_action(web, action):
     err = web.run1(execute(ECHO, action))["error"]
     assert err["type"] == "DirtyAppError"
@@ -104,6 +111,7 @@ def test_unknown_and_private_action(web, action):
     assert "ValueError: Unknown action" in err["details"]["traceback"]
 
 
+@pytest.mark.compat
 def test_errors_leave_connection_usable(web):
     # Within one HTTP request (one client connection), every kind of error
     # is followed by a call that must get its own, correct answer.
@@ -126,6 +134,7 @@ def test_errors_leave_connection_usable(web):
         ["after-async-stream-error"]]
 
 
+@pytest.mark.compat
 def test_sync_generator_stream(web):
     outcome = web.run1(stream(ECHO, "count", 25))
     assert outcome["error"] is None, outcome
@@ -134,11 +143,13 @@ def test_sync_generator_stream(web):
     assert len({c["pid"] for c in outcome["chunks"]}) == 1
 
 
+@pytest.mark.compat
 def test_async_generator_stream(web):
     outcome = web.run1(stream(ECHO, "acount", 30))
     assert outcome == {"chunks": [f"a{i}" for i in range(30)], "error": None}
 
 
+@pytest.mark.compat
 def test_empty_stream(web):
     assert web.run1(stream(ECHO, "empty_stream")) == {"chunks": [], "error": None}
 
@@ -153,6 +164,7 @@ def test_stream_many_chunks(web):
     ("count_then_fail", [0, 1, 2], "RuntimeError"),
     ("acount_then_fail", ["a0", "a1", "a2"], "KeyError"),
 ])
+@pytest.mark.compat
 def test_error_mid_stream(web, action, chunks, exc):
     outcome = web.run1(stream(ECHO, action, 3, message="broke at 3"))
     assert outcome["chunks"] == chunks
@@ -167,6 +179,7 @@ def test_error_mid_stream(web, action, chunks, exc):
     assert err["app_path"] is None and err["action"] is None
 
 
+@pytest.mark.compat
 def test_stream_of_unknown_app_and_action(web):
     outcomes = web.run([stream("dapps:Nope", "count", 3), stream(ECHO, "nope")])
     assert outcomes[0]["chunks"] == [] and outcomes[1]["chunks"] == []
@@ -176,6 +189,7 @@ def test_stream_of_unknown_app_and_action(web):
     assert outcomes[1]["error"]["message"] == "Unknown action: nope"
 
 
+@pytest.mark.compat
 def test_limited_apps_reachable(web, main_gdirty):
     st = main_gdirty.status()
     one_pids = {w["pid"] for w in st["workers"] if "dapps:OneWorkerApp" in w["apps"]}

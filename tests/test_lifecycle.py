@@ -159,6 +159,7 @@ def apps_count(st):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spawn", ["fork", "exec"])
+@pytest.mark.compat
 def test_kill9_worker_each_held_call_gets_one_worker_error(gdirty_start, tmp_path, spawn):
     g = gdirty_start(dirty_config([APP, ONE], workers=2, threads=4), workers=2,
                      args=["--spawn", spawn])
@@ -606,6 +607,7 @@ def test_usr2_and_winch_do_not_kill_gdirty(gdirty_start):
     assert {call(g, APP, "pid") for _ in range(4)} == pids
 
 
+@pytest.mark.compat
 def test_term_drains_in_flight_call(gdirty_start, tmp_path):
     g = gdirty_start(dirty_config([APP], workers=1, threads=2), workers=1)
     marker = tmp_path / "running"

@@ -11,6 +11,11 @@ import uuid
 
 import pytest
 
+import gversions
+
+# Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from conftest import (
     APPS_DIR, ECHO, ONE, PYTHON, START_TIMEOUT, GDirtyLauncher, clean_env, connect, dirty_config,
     next_id, query_status, stop_process, wait_until,
@@ -18,6 +23,7 @@ from conftest import (
 from gunicorn.dirty.errors import (
     DirtyAppError, DirtyNoWorkersAvailableError, DirtyTimeoutError, DirtyWorkerError,
 )
+from gversions import control_socket_args
 from gunicorn.dirty.protocol import BinaryProtocol as BP
 from gunicorn.dirty.stash import StashClient
 from test_vs_gunicorn import _ARBITER_RE, reference  # noqa: F401  (gunicorn's own arbiter)
@@ -108,7 +114,8 @@ def start_gunicorn_arbiters(tmp_path_factory, configs):
         (workdir / "gunicorn.conf.py").write_text(text)
         err = workdir / "gunicorn.stderr"
         cmd = [PYTHON, "-m", "gunicorn", "-c", str(workdir / "gunicorn.conf.py"), "-b", "127.0.0.1:0",
-               "-w", "1", "--name", f"gdirty-lcref-{uuid.uuid4().hex[:12]}", "wsgi_app:app"]
+               "-w", "1", "--name", f"gdirty-lcref-{uuid.uuid4().hex[:12]}",
+               *control_socket_args(workdir / "gunicorn.ctl"), "wsgi_app:app"]
         with open(err, "wb") as f:
             proc = subprocess.Popen(cmd, cwd=str(APPS_DIR), env=clean_env(), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
@@ -197,11 +204,13 @@ def manage_answers(gdirty_bin, tmp_path_factory):
 
 @pytest.mark.parametrize("step", ["status", "status_after_add", "add", "remove", "add_at_limit",
                                   "unknown_op"])
+@pytest.mark.compat
 def test_status_and_manage_shapes_same_as_gunicorn(manage_answers, step):
     ref, got = manage_answers[step]
     assert shape(got) == shape(ref), f"gunicorn: {ref!r}\ngdirty:   {got!r}"
 
 
+@pytest.mark.compat
 def test_manage_values_same_as_gunicorn(manage_answers):
     for step in ("add", "remove", "remove_at_minimum", "add_at_limit"):
         ref, got = manage_answers[step]

@@ -13,6 +13,11 @@ import uuid
 
 import pytest
 
+import gversions
+
+# Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 import dvalues
 from conftest import (
     ECHO, MAIN_WORKERS, ONE, OVERRIDDEN, SPEC, GDirtyLauncher, connect, dirty_config,
@@ -113,6 +118,7 @@ def test_response_id_equals_request_id(sock_path, rid):
     assert decode(st)[:2] == ("response", rid)
 
 
+@pytest.mark.compat
 def test_stream_frames_identical_to_gunicorn(sock_path):
     rid = next_id()
     frames = call_raw(sock_path, BP.encode_request(rid, ECHO, "acount", (4,)), count=5)
@@ -141,6 +147,7 @@ def test_empty_stream_is_just_end(sock_path):
 
 @pytest.mark.parametrize("app", ["dapps:NoSuchApp", "nomodule:Nothing", "dapps:SpecLimitedApp:2",
                                  "d\u00e4pps:\u00dcnicode"])
+@pytest.mark.compat
 def test_unknown_app_error_frame_identical(sock_path, app):
     rid = next_id()
     [frame] = call_raw(sock_path, BP.encode_request(rid, app, "echo", (1,)))
@@ -159,6 +166,7 @@ def test_unknown_app_through_client(client):
     assert client.execute(ECHO, "echo_value", 5) == 5
 
 
+@pytest.mark.compat
 def test_app_error_frame_identical_to_gunicorn(sock_path):
     rid = next_id()
     [frame] = call_raw(sock_path, BP.encode_request(rid, ECHO, "fail", ("bad input \u00e9",)))
@@ -239,6 +247,7 @@ def test_app_error_through_client(client):
 # Ordering on one connection
 # ---------------------------------------------------------------------------
 
+@pytest.mark.compat
 def test_two_pipelined_requests_answered_in_order(sock_path):
     # The first is slow, the second instant: the answers still come in the
     # order the requests arrived (gunicorn's clients match by order).
@@ -298,6 +307,7 @@ def test_status_pipelined_with_requests(sock_path, main_gdirty):
 # STATUS, allocation and routing
 # ---------------------------------------------------------------------------
 
+@pytest.mark.compat
 def test_status_shape(main_gdirty, sock_path):
     rid = next_id()
     [frame] = call_raw(sock_path, BP.encode_status(rid))

@@ -11,6 +11,7 @@ import urllib.error
 
 import pytest
 
+from gversions import control_socket_args
 from conftest import (
     APPS_DIR, PYTHON, GDirtyLauncher, Gunicorn, clean_env, descendants, dirty_config,
     pid_gone, wait_until,
@@ -64,6 +65,7 @@ def stack(gdirty_bin, tmp_path_factory, tmp_path):
 
 def gunicorn_cmd(app="wsgi_app:app", workers=2):
     return lambda cfg: [PYTHON, "-m", "gunicorn", "-c", str(cfg), "-b", "127.0.0.1:0",
+                        *control_socket_args(f"{cfg}.ctl"),
                         "--chdir", str(APPS_DIR), "-k", "sync", "-w", str(workers), app]
 
 
@@ -107,6 +109,7 @@ def dirty_call(g, action="pid", *args):
     return out["result"]
 
 
+@pytest.mark.compat
 def test_one_command_mode_serves_and_term_leaves_nothing(stack):
     g = stack(gunicorn_cmd())
     dirty = set(g.worker_pids())

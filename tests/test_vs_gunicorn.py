@@ -15,11 +15,17 @@ import uuid
 
 import pytest
 
+import gversions
+
+# Raw binary frames, STATUS / MANAGE: protocol v1 (gunicorn 25.1+).
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 import dvalues
 from conftest import (
     APPS_DIR, ECHO, MAIN_CONFIG, ONE, OVERRIDDEN, PYTHON, SPEC, START_TIMEOUT,
     clean_env, connect, query_status, stop_process, wait_until,
 )
+from gversions import control_socket_args
 from gunicorn.dirty.protocol import BinaryProtocol as BP
 from gunicorn.dirty.tlv import TLVEncoder
 
@@ -37,7 +43,8 @@ def reference(tmp_path_factory):
     stderr_path = workdir / "gunicorn.stderr"
     # a unique proc name: gunicorn keeps a dirty-arbiter PID file named after it
     cmd = [PYTHON, "-m", "gunicorn", "-c", str(config), "-b", "127.0.0.1:0", "-w", "1",
-           "--name", f"gdirty-ref-{uuid.uuid4().hex[:12]}", "wsgi_app:app"]
+           "--name", f"gdirty-ref-{uuid.uuid4().hex[:12]}",
+           *control_socket_args(workdir / "gunicorn.ctl"), "wsgi_app:app"]
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=str(APPS_DIR), env=clean_env(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -146,6 +153,7 @@ CALLS = {
 
 
 @pytest.mark.parametrize("case", sorted(CALLS))
+@pytest.mark.compat
 def test_call_same_as_gunicorn(reference, main_gdirty, case):
     app, action, args, kwargs = CALLS[case]
     assert_same(reference, main_gdirty,
@@ -170,6 +178,7 @@ def test_unusual_but_valid_requests_same_as_gunicorn(reference, main_gdirty, cas
     assert_same(reference, main_gdirty, [raw_request(5, payload)])
 
 
+@pytest.mark.compat
 def test_status_same_shape_as_gunicorn(reference, main_gdirty):
     ref = query_status(reference)
     got = main_gdirty.status()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,8 +21,7 @@ func watchParent(c *cli.Context, log logrus.FieldLogger) <-chan struct{} {
 	ppid := os.Getppid()
 	owner := c.Int("parent-pid")
 	if owner == 0 {
-		cmd := arbiter.ParentCommand()
-		if !strings.Contains(cmd, "gunicorn") || strings.Contains(cmd, "gdirty") {
+		if !isGunicornMaster(arbiter.ParentArgs()) {
 			return nil
 		}
 		owner = ppid
@@ -39,6 +39,43 @@ func watchParent(c *cli.Context, log logrus.FieldLogger) <-chan struct{} {
 		}
 	}()
 	return gone
+}
+
+// isGunicornMaster reports whether argv is a gunicorn master's: the
+// `gunicorn` script (run directly or by an interpreter), `python -m
+// gunicorn`, or a title set by setproctitle ("gunicorn: master [app]").
+// Only the program and script names count: "gunicorn" elsewhere in the
+// command line (a venv path such as .venv-gunicorn-27.0.1/bin/python, an
+// argument) does not make the parent a gunicorn master, and a parent that
+// is gdirty itself (`gdirty -- gunicorn ...`) never is.
+func isGunicornMaster(argv []string) bool {
+	if len(argv) == 0 || strings.Contains(filepath.Base(argv[0]), "gdirty") {
+		return false
+	}
+	if strings.HasPrefix(argv[0], "gunicorn:") || filepath.Base(argv[0]) == "gunicorn" {
+		return true
+	}
+	if !strings.HasPrefix(filepath.Base(argv[0]), "python") {
+		return false
+	}
+	// An interpreter: skip its options up to the script or -m module.
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		switch {
+		case a == "-m":
+			return i+1 < len(argv) && argv[i+1] == "gunicorn"
+		case a == "-mgunicorn":
+			return true
+		case a == "-c" || a == "-":
+			return false
+		case a == "-W" || a == "-X" || a == "--check-hash-based-pycs":
+			i++ // option with a separate value
+		case strings.HasPrefix(a, "-"):
+		default:
+			return filepath.Base(a) == "gunicorn"
+		}
+	}
+	return false
 }
 
 // procName is gunicorn's proc_name (default "gunicorn"), which names the
