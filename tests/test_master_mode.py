@@ -8,9 +8,10 @@ TERM leaves no process; ``gunicornc show dirty`` / ``show all`` list
 gdirty's workers and ``dirty add/remove`` scale it; an unknown gunicorn
 release falls back to gunicorn's own arbiter with one error line.
 
-Releases: the interpreter running pytest (gunicorn pinned in
-requirements.txt), plus every venv in ``GDIRTY_MASTER_VENVS``
-(colon-separated; ``make test-master-matrix`` builds one per release).
+Releases: the interpreter running pytest (the module is in the
+compatibility subset, so ``make test`` runs it on every release of
+COMPAT_VERSIONS), plus every venv in ``GDIRTY_MASTER_VENVS``
+(colon-separated).
 """
 
 import os
@@ -26,6 +27,8 @@ import pytest
 from conftest import wait_until
 from master_util import DEADLINE, Master
 from proctools import pid_gone
+
+pytestmark = pytest.mark.compat
 
 
 def _pythons():
