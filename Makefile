@@ -8,11 +8,12 @@ PYTHON  ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 GDIRTY  := bin/gdirty
+NATS_SERVER := bin/nats-server
 GOFILES := $(shell find . -name '*.go' -not -path './.venv/*') go.mod go.sum $(wildcard pyshim/gdirty_pyshim/*.py)
 
-.PHONY: setup build run test test-go test-py fuzz fuzz-short vet lint clean
+.PHONY: setup build nats-server run test test-go test-py fuzz fuzz-short vet lint clean
 
-setup: $(VENV)/.installed build
+setup: $(VENV)/.installed build $(NATS_SERVER)
 
 $(VENV)/.installed: requirements.txt pyshim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,12 @@ build: $(GDIRTY)
 
 $(GDIRTY): $(GOFILES)
 	go build -o $(GDIRTY) ./cmd/gdirty
+
+# The NATS server the cluster tests run, built from the Go module pinned in
+# go.mod (cluster/tools.go): no download step of its own.
+nats-server: $(NATS_SERVER)
+$(NATS_SERVER): go.mod go.sum
+	go build -o $(NATS_SERVER) github.com/nats-io/nats-server/v2
 
 run: setup
 	VENV=$(VENV) scripts/run-example.sh

@@ -27,6 +27,8 @@ type clientConn struct {
 	// broken is set when a write to the client failed; the connection is
 	// closed after the current call.
 	broken bool
+	// fromCluster marks a connection carrying another node's calls.
+	fromCluster bool
 }
 
 const readBufferSize = 64 * 1024
@@ -132,6 +134,11 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 	case !route.AppIsString:
 		c.write(compat.ErrNoWorkersForAppValue(route.AppValue).Frame(id))
 		c.s.metrics.CallFinished("", route.Action, OutcomeNoWorkers, started)
+		return
+	}
+	if r := c.remoteFor(app); r != nil {
+		outcome := r.Call(app, id, payload, c.writeBufs)
+		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 		return
 	}
 	var outcome string

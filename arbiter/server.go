@@ -46,6 +46,9 @@ type Config struct {
 	// MaxConns bounds concurrent client connections (0 = no bound); a
 	// client over the bound gets a DirtyError for its first request.
 	MaxConns int
+	// Remote, when set (--cluster), runs calls for apps no local worker
+	// hosts on other nodes.
+	Remote RemoteCaller
 }
 
 // Server is the arbiter: listener, per-connection handlers and router.
