@@ -47,7 +47,7 @@ func newApp() *cli.App {
      GUNICORN_DIRTY_SOCKET=<socket> gunicorn -c gunicorn.conf.py --dirty-workers 0 app:wsgi`,
 		Version:         version,
 		HideHelpCommand: true,
-		Flags:           runFlags(),
+		Flags:           append(runFlags(), clusterFlags()...),
 		Action:          runArbiter,
 		Commands: []*cli.Command{
 			statusCommand(),

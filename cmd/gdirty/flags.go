@@ -50,6 +50,7 @@ type options struct {
 	StashMaxBytes     int64  `toml:"-"`
 	TOMLStashMaxBytes *int64 `toml:"stash_max_bytes"`
 	GunicornArgs      []string
+	clusterSettings   // cluster.go: the cluster's TOML keys
 }
 
 func readOptions(c *cli.Context) (*options, error) {
