@@ -277,5 +277,7 @@ func (n *Node) Close() {
 	n.mu.Unlock()
 	close(n.done)
 	n.wg.Wait()
-	_ = n.nc.Flush()
+	if n.nc.IsConnected() {
+		_ = n.nc.FlushTimeout(time.Second)
+	}
 }

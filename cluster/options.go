@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -70,7 +69,20 @@ const (
 	DefaultWindow   = 8 << 20
 )
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// validName reports whether s is a cluster name: it becomes a subject
+// token and part of a bucket name. (No regexp: a package-level one would
+// be compiled in every gdirty, clustered or not.)
+func validName(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // Enabled reports whether any cluster feature is on.
 func (o *Options) Enabled() bool { return o.URL != "" || o.Listen != "" }
@@ -80,7 +92,7 @@ func (o *Options) Validate() error {
 	if o.Name == "" {
 		o.Name = DefaultName
 	}
-	if !nameRE.MatchString(o.Name) {
+	if !validName(o.Name) {
 		return fmt.Errorf("--cluster-name %q: use 1-64 letters, digits, '-' or '_'", o.Name)
 	}
 	if o.Liveness == 0 {

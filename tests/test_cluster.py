@@ -407,3 +407,31 @@ def test_wrong_credentials_are_refused(nats_bin, tmp_path, launcher, gdirty_spaw
         for g in launcher.started:
             g.stop()
         n.stop()
+
+
+# ---------------------------------------------------------------------------
+# --cluster-listen: a gdirty runs the NATS server for a small deployment
+# ---------------------------------------------------------------------------
+
+def test_cluster_listen_runs_nats_for_the_others(nats_bin, launcher, tmp_path):
+    port = free_port()
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    auth = ["--cluster-token-file", str(token), "--cluster-liveness", LIVENESS]
+    b = launcher.start(dirty_config([ECHO], workers=1), workers=1,
+                       args=["--cluster-listen", f"127.0.0.1:{port}", "--cluster-data-dir", str(tmp_path / "js"),
+                             "--stash", "cluster", *auth])
+    a = launcher.start(dirty_config([ONE], workers=1), workers=1,
+                       args=["--cluster", f"nats://127.0.0.1:{port}", "--stash", "cluster", *auth])
+    wait_until(lambda: _echo_ok(a), 30, "a remote call through B's nats-server", interval=0.2)
+    stash_client(a).put("t", "k", b"v")
+    assert stash_client(b).get("t", "k") == b"v"
+    b.snapshot()
+    assert any(_is_nats(p) for p in b.seen_descendants), "B runs nats-server as its child"
+
+
+def _is_nats(pid):
+    try:
+        return Path(f"/proc/{pid}/exe").resolve().name == "nats-server"
+    except OSError:
+        return False

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -41,8 +40,9 @@ func clusterConnFlags() []cli.Flag {
 func clusterFlags() []cli.Flag {
 	return append(clusterConnFlags(),
 		&cli.StringFlag{Name: "cluster-node-name", EnvVars: []string{"GDIRTY_CLUSTER_NODE_NAME"}, Usage: "this node's name in status (default: hostname:pid)"},
-		&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"GDIRTY_CLUSTER_LISTEN"}, Usage: "run an embedded nats-server with JetStream on HOST:PORT (others join with --cluster nats://HOST:PORT)"},
-		&cli.StringFlag{Name: "cluster-data-dir", EnvVars: []string{"GDIRTY_CLUSTER_DATA_DIR"}, Usage: "JetStream directory of the embedded server (default: <tmp>/gdirty-nats-<name>-<port>)"},
+		&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"GDIRTY_CLUSTER_LISTEN"}, Usage: "run the real nats-server (with JetStream) on HOST:PORT as gdirty's child; others join with --cluster nats://HOST:PORT"},
+		&cli.StringFlag{Name: "cluster-nats-server", EnvVars: []string{"GDIRTY_CLUSTER_NATS_SERVER"}, Usage: "nats-server binary for --cluster-listen (default: next to gdirty, else on PATH)"},
+		&cli.StringFlag{Name: "cluster-data-dir", EnvVars: []string{"GDIRTY_CLUSTER_DATA_DIR"}, Usage: "JetStream directory of the --cluster-listen server (default: <tmp>/gdirty-nats-<name>-<port>)"},
 		&cli.DurationFlag{Name: "cluster-liveness", EnvVars: []string{"GDIRTY_CLUSTER_LIVENESS"}, Value: cluster.DefaultLiveness, Usage: "a remote call whose node shows no sign of life for this long fails with DirtyWorkerError"},
 		&cli.DurationFlag{Name: "cluster-reconnect-wait", EnvVars: []string{"GDIRTY_CLUSTER_RECONNECT_WAIT"}, Value: time.Second, Usage: "pause between reconnects to NATS (reconnects never stop)"},
 		&cli.BoolFlag{Name: "spill", EnvVars: []string{"GDIRTY_SPILL"}, Usage: "send a call to another node when every local worker for its app is busy"},
@@ -64,6 +64,7 @@ type clusterSettings struct {
 	ClusterNodeName      string `toml:"cluster_node_name"`
 	ClusterListen        string `toml:"cluster_listen"`
 	ClusterDataDir       string `toml:"cluster_data_dir"`
+	ClusterNATSServer    string `toml:"cluster_nats_server"`
 	ClusterLiveness      string `toml:"cluster_liveness"`
 	ClusterReconnectWait string `toml:"cluster_reconnect_wait"`
 	Spill                bool   `toml:"spill"`
@@ -146,31 +147,38 @@ func secret(path, env string) (string, error) {
 type clusterNode struct {
 	opts     *cluster.Options
 	nc       *nats.Conn
-	embedded *server.Server
+	embedded *cluster.ServerProc
 	node     *cluster.Node
 	log      logrus.FieldLogger
 }
 
 // connectCluster starts the embedded server (--cluster-listen) and
 // connects; nil when the cluster is off.
-func connectCluster(o *cluster.Options, log logrus.FieldLogger) (*clusterNode, error) {
+func connectCluster(o *cluster.Options, natsServer string, log logrus.FieldLogger) (*clusterNode, error) {
 	if !o.Enabled() {
 		return nil, nil
 	}
 	cn := &clusterNode{opts: o, log: log}
 	var extra []nats.Option
 	if o.Listen != "" {
-		s, err := cluster.StartEmbedded(o, log)
+		bin, err := cluster.FindServer(natsServer)
+		if err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		s, err := cluster.StartServer(bin, o, log)
 		if err != nil {
 			return nil, err
 		}
 		cn.embedded = s
 		if o.URL == "" {
-			extra = append(extra, nats.InProcessServer(s))
+			o.URL = s.URL
 		}
 	}
 	extra = append(extra,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // our own Close
+			}
 			log.Warnf("cluster: disconnected from NATS (%v); local apps keep working, remote calls fail until it is back", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Infof("cluster: reconnected to NATS at %s", nc.ConnectedUrlRedacted()) }))
@@ -241,13 +249,14 @@ func (cn *clusterNode) close() {
 		cn.node.Close()
 	}
 	if cn.nc != nil {
-		_ = cn.nc.Drain()
+		// Drain lets answers in flight go out; without NATS there is
+		// nothing to drain and waiting would only delay the exit.
+		if cn.nc.IsConnected() {
+			_ = cn.nc.Drain()
+		}
 		cn.nc.Close()
 	}
-	if cn.embedded != nil {
-		cn.embedded.Shutdown()
-		cn.embedded.WaitForShutdown()
-	}
+	cn.embedded.Stop()
 }
 
 // clusterStatus prints every node of the cluster (gdirty status --cluster).
@@ -304,4 +313,11 @@ func newStash(mode string, cn *clusterNode, maxBytes int64) (stashBackend, error
 	}
 	cn.log.Infof("cluster: stash in JetStream bucket %s", stash.BucketName(cn.opts.Name))
 	return js, nil
+}
+
+func natsServerPath(c *cli.Context, t clusterSettings) string {
+	if c.IsSet("cluster-nats-server") || t.ClusterNATSServer == "" {
+		return c.String("cluster-nats-server")
+	}
+	return t.ClusterNATSServer
 }

@@ -85,7 +85,7 @@ func runArbiter(c *cli.Context) error {
 	}
 	// Only with --cluster / --cluster-listen: nothing cluster-related
 	// exists otherwise.
-	cn, err := connectCluster(copts, log)
+	cn, err := connectCluster(copts, natsServerPath(c, opts.clusterSettings), log)
 	if err != nil {
 		return err
 	}
