@@ -141,6 +141,10 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 		return
 	}
+	if outcome, ok := c.spill(app, id, payload); ok {
+		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
+		return
+	}
 	var outcome string
 	for attempt := 0; ; attempt++ {
 		w, call, derr := c.dispatch(app, payload)

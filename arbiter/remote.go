@@ -14,6 +14,23 @@ type RemoteCaller interface {
 	Call(app string, id uint64, payload []byte, write func(net.Buffers) bool) string
 }
 
+// Spiller takes calls the local pool has no free worker for (--spill):
+// ok is false when no other place had a free worker either, and the call
+// then waits for a local worker as usual (nothing was written).
+type Spiller interface {
+	Spill(app string, id uint64, payload []byte, write func(net.Buffers) bool) (outcome string, ok bool)
+}
+
+// spill tries to run a call elsewhere when every local worker for app is
+// busy; handled reports that it did (and answered the client).
+func (c *clientConn) spill(app string, id uint64, payload []byte) (outcome string, handled bool) {
+	sp := c.s.spiller
+	if sp == nil || c.fromCluster || c.s.router.HasFree(app) {
+		return "", false
+	}
+	return sp.Spill(app, id, payload, c.writeBufs)
+}
+
 // remoteFor returns the RemoteCaller a call for app goes to, or nil when
 // the call stays local: the local pool hosts the app, the connection comes
 // from the cluster itself (a node serves only what it hosts, so calls
@@ -32,6 +49,21 @@ func (r *Router[T]) Hosts(app string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.hostedLocked(app)
+}
+
+// HasFree reports whether a call for app would get a worker at once.
+func (r *Router[T]) HasFree(app string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.waiters) > 0 {
+		return false
+	}
+	for _, t := range r.order {
+		if t.ready && !t.draining && t.hosts(app) && t.inflight < r.capacity {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeConn serves one in-process client connection for the cluster: the
@@ -59,3 +91,10 @@ func (s *Server) DialLocal() (net.Conn, error) {
 // SetRemote sets Config.Remote; it must be called before Serve (the node
 // needs DialLocal, so it is built after the server).
 func (s *Server) SetRemote(r RemoteCaller) { s.cfg.Remote = r }
+
+// SetSpiller enables --spill; it must be called before Serve.
+func (s *Server) SetSpiller(sp Spiller) { s.spiller = sp }
+
+// HasFree reports whether a call for app would get a local worker at once
+// (the cluster declines spilled calls when it would not).
+func (s *Server) HasFree(app string) bool { return s.router.HasFree(app) }

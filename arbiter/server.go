@@ -58,6 +58,7 @@ type Server struct {
 	router  *Router[*worker.Process]
 	pool    *worker.Pool
 	metrics *Metrics
+	spiller Spiller // --spill (remote.go)
 
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}

@@ -23,7 +23,10 @@ import (
 // dying) did not start it, so another node may get it.
 const pickupAttempts = 3
 
-var _ arbiter.RemoteCaller = (*Node)(nil)
+var (
+	_ arbiter.RemoteCaller = (*Node)(nil)
+	_ arbiter.Spiller      = (*Node)(nil)
+)
 
 // Call runs one REQUEST on a node that hosts app and writes its answer
 // frames to the client with write; it returns the call's outcome.
@@ -35,11 +38,33 @@ func (n *Node) Call(app string, id uint64, payload []byte, write func(net.Buffer
 	return outcome
 }
 
+// Spill offers a call the local pool is too busy for to one node of the
+// app's queue group; that node takes it only if it has a free worker for
+// the app. ok is false (nothing written) when no node took it.
+func (n *Node) Spill(app string, id uint64, payload []byte, write func(net.Buffers) bool) (string, bool) {
+	if !n.opts.Spill || !n.nc.IsConnected() {
+		return "", false
+	}
+	started := time.Now()
+	c := &remoteCall{n: n, app: app, id: id, write: write, spill: true}
+	outcome := c.run(payload)
+	if outcome == outcomeDeclined {
+		return "", false
+	}
+	n.metrics.observe(c.node, outcome, time.Since(started))
+	return outcome, true
+}
+
+// outcomeDeclined: a spilled call no node took; it stays local.
+const outcomeDeclined = "declined"
+
 type remoteCall struct {
 	n     *Node
 	app   string
 	id    uint64
 	write func(net.Buffers) bool
+
+	spill bool // offered to a node with a free worker only (--spill)
 
 	node string // name of the node that picked the call up
 	pid  int
@@ -73,11 +98,23 @@ func (c *remoteCall) run(payload []byte) string {
 		m := &nats.Msg{Subject: n.subj.call(c.app), Reply: n.subj.reply(n.id, callID), Header: nats.Header{}, Data: first}
 		setInt(m, hLen, int64(len(payload)))
 		setInt(m, hWindow, int64(n.opts.Window))
+		if c.spill {
+			m.Header[hSpill] = []string{"1"}
+		}
 		if err := n.nc.PublishMsg(m); err != nil {
 			n.calls.remove(callID)
+			if c.spill {
+				return outcomeDeclined
+			}
 			return c.noWorkers("cluster unreachable")
 		}
 		ack, outcome := c.awaitPickup(q, wait)
+		if c.spill && ack == nil && outcome == "" {
+			// Not picked up in time: keep the call local rather than
+			// retry (a spill must never make a call slower).
+			n.calls.remove(callID)
+			return outcomeDeclined
+		}
 		if ack == nil && outcome == "" && attempt < pickupAttempts {
 			n.calls.remove(callID)
 			continue
@@ -117,6 +154,8 @@ func (c *remoteCall) awaitPickup(q *msgQueue, wait time.Duration) (*nats.Msg, st
 			}
 		}
 		switch {
+		case isNoResponders(m) && c.spill, kindOf(m) == kindDecline:
+			return nil, outcomeDeclined
 		case isNoResponders(m):
 			return nil, c.noWorkers("")
 		case kindOf(m) == kindAck && m.Header.Get(hCtl) != "":

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,7 +98,7 @@ type testNode struct {
 	nc *nats.Conn
 }
 
-func startNode(t *testing.T, url string, fake *fakeArbiter, apps []string, timeout time.Duration) testNode {
+func startNode(t *testing.T, url string, fake *fakeArbiter, apps []string, timeout time.Duration, mods ...func(*Options, *Local)) testNode {
 	t.Helper()
 	opts := Options{URL: url, Liveness: 600 * time.Millisecond}
 	if err := opts.Validate(); err != nil {
@@ -112,6 +113,9 @@ func startNode(t *testing.T, url string, fake *fakeArbiter, apps []string, timeo
 	local := Local{Hosted: func() []string { return apps }, Timeout: timeout, Workers: func() int { return len(apps) }}
 	if fake != nil {
 		local.Dial = fake.dial
+	}
+	for _, m := range mods {
+		m(&opts, &local)
 	}
 	n, err := NewNode(nc, opts, local, log, nil)
 	if err != nil {
@@ -352,5 +356,32 @@ func TestNodeDyingMidCall(t *testing.T) {
 	}
 	if d := time.Since(start); d < 500*time.Millisecond {
 		t.Fatalf("answered after %s, before the liveness bound", d)
+	}
+}
+
+func TestSpillOnlyToAFreeNode(t *testing.T) {
+	srv := natstest.Start(t)
+	fake := newFake()
+	var free atomic.Bool
+	startNode(t, srv.URL(), fake, []string{"e"}, 0, func(_ *Options, l *Local) {
+		l.Free = func(app string) bool { return app == "e" && free.Load() }
+	})
+	a := startNode(t, srv.URL(), nil, nil, 0, func(o *Options, _ *Local) { o.Spill = true })
+	waitHosted(t, a.nc, "e")
+
+	c := &client{}
+	if _, ok := a.Spill("e", 1, []byte("e1"), c.write); ok || c.buf.Len() != 0 {
+		t.Fatalf("a busy node took a spilled call (ok=%v, %d bytes written)", ok, c.buf.Len())
+	}
+	if _, ok := a.Spill("nobody", 1, []byte("e1"), c.write); ok || c.buf.Len() != 0 {
+		t.Fatal("a spill with no node hosting the app must stay local")
+	}
+	free.Store(true)
+	out, ok := a.Spill("e", 2, []byte("e12"), c.write)
+	if !ok || out != arbiter.OutcomeOK {
+		t.Fatalf("free node: ok=%v outcome=%s", ok, out)
+	}
+	if fr := c.frames(t); len(fr) != 1 || string(fr[0].p) != "21e" || fr[0].h.ID != 2 {
+		t.Fatalf("got %+v", fr)
 	}
 }

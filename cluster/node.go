@@ -27,6 +27,9 @@ type Local struct {
 	Workers func() int
 	// Timeout is dirty_timeout, applied to remote calls as to local ones.
 	Timeout time.Duration
+	// Free reports whether a call for app would get a local worker at
+	// once (spilled calls are declined otherwise).
+	Free func(app string) bool
 }
 
 // Node is one gdirty in the cluster: it serves calls for the apps its pool

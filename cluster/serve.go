@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,10 @@ func (n *Node) serve(req *nats.Msg) {
 	if l, ok := getInt(req, hLen); ok {
 		total = l
 	}
+	if req.Header.Get(hSpill) != "" && !n.hasFree(req.Subject) {
+		_ = n.nc.PublishMsg(newMsg(req.Reply, kindDecline))
+		return
+	}
 	ack := newMsg(req.Reply, kindAck)
 	ack.Header[hCtl] = []string{n.subj.ctl(n.id, id)}
 	ack.Header[hNode] = []string{n.opts.NodeName}
@@ -87,6 +92,17 @@ func (n *Node) serve(req *nats.Msg) {
 	if err := s.relay(); err != nil && !s.isCanceled() {
 		n.log.Debugf("cluster: remote call ended: %v", err)
 	}
+}
+
+// hasFree reports whether the app a call subject names has a free local
+// worker (a spilled call is taken only then).
+func (n *Node) hasFree(subject string) bool {
+	if n.local.Free == nil {
+		return false
+	}
+	i := strings.LastIndexByte(subject, '.')
+	app, ok := appFromToken(subject[i+1:])
+	return ok && n.local.Free(app)
 }
 
 // fail answers the call with an error frame of its own.

@@ -17,12 +17,14 @@ import (
 //	     data is the first part, K=p parts follow until L bytes came
 //	K=p  next part of the current frame
 //	K=h  heartbeat: the node is alive and the call still runs
+//	K=n  declined: a spilled call (S=1) and no free worker here
 //
 // caller -> node (request on the app's call subject, then the control
 // subject):
 //
-//	request  L=request payload length, W=flow-control window; the data is
-//	         the first part, K=p parts follow on the control subject
+//	request  L=request payload length, W=flow-control window, S=1 for a
+//	         spilled call; the data is the first part, K=p parts follow on
+//	         the control subject
 //	K=p      next part of the request
 //	K=k      credit: B=answer bytes written to the client so far
 //	K=x      cancel: the client went away or the call timed out
@@ -35,6 +37,7 @@ const (
 	hPID      = "I"
 	hWindow   = "W"
 	hConsumed = "B"
+	hSpill    = "S"
 
 	kindAck       = "a"
 	kindFrame     = "f"
@@ -42,6 +45,7 @@ const (
 	kindHeartbeat = "h"
 	kindCredit    = "k"
 	kindCancel    = "x"
+	kindDecline   = "n"
 )
 
 // headerRoom is left free of max_payload for the headers of a part.

@@ -435,3 +435,16 @@ def _is_nats(pid):
         return Path(f"/proc/{pid}/exe").resolve().name == "nats-server"
     except OSError:
         return False
+
+
+def test_spill_sends_a_busy_apps_call_to_a_free_node(nats, launcher, tmp_path):
+    b = start_node(launcher, nats, [ECHO], 1)
+    a = start_node(launcher, nats, [ECHO], 1, extra=["--spill"])
+    wait_hosted(nats, ECHO, nodes=2)
+    assert client_call(a, ECHO, "pid") in a.worker_pids()  # free: stays local
+    marker = tmp_path / "busy"
+    t, box = call_in_thread(a, ECHO, "marked_sleep", str(marker), 3)
+    wait_until(marker.exists, 20, "A's only worker to be busy")
+    assert client_call(a, ECHO, "pid") in b.worker_pids()  # spilled to B
+    t.join(30)
+    assert box["result"]["pid"] in a.worker_pids()

@@ -200,6 +200,7 @@ func (cn *clusterNode) join(srv *arbiter.Server, pool **worker.Pool, timeout tim
 	}
 	local := cluster.Local{
 		Dial:    srv.DialLocal,
+		Free:    srv.HasFree,
 		Timeout: timeout,
 		Hosted: func() []string {
 			return hostedApps(*pool)
@@ -217,6 +218,9 @@ func (cn *clusterNode) join(srv *arbiter.Server, pool **worker.Pool, timeout tim
 	}
 	cn.node = node
 	srv.SetRemote(node)
+	if cn.opts.Spill {
+		srv.SetSpiller(node)
+	}
 	return nil
 }
 
