@@ -32,6 +32,7 @@ type fakeArbiter struct {
 	mu        sync.Mutex
 	cancelled int
 	started   chan struct{}
+	produced  atomic.Int64 // stream bytes the node has read ('S')
 }
 
 func newFake() *fakeArbiter { return &fakeArbiter{started: make(chan struct{}, 16)} }
@@ -72,7 +73,9 @@ func (f *fakeArbiter) serve(conn net.Conn) {
 	case 'S':
 		chunk := make([]byte, 1024)
 		for {
-			if _, err := conn.Write(compat.AppendFrame(nil, compat.MsgChunk, h.ID, chunk)); err != nil {
+			n, err := conn.Write(compat.AppendFrame(nil, compat.MsgChunk, h.ID, chunk))
+			f.produced.Add(int64(n))
+			if err != nil {
 				f.mu.Lock()
 				f.cancelled++
 				f.mu.Unlock()
@@ -384,4 +387,60 @@ func TestSpillOnlyToAFreeNode(t *testing.T) {
 	if fr := c.frames(t); len(fr) != 1 || string(fr[0].p) != "21e" || fr[0].h.ID != 2 {
 		t.Fatalf("got %+v", fr)
 	}
+}
+
+// A client that stops reading holds the node to the window: the node stops
+// reading the stream from its arbiter (whose worker then blocks), instead
+// of buffering it anywhere.
+func TestSlowClientHoldsTheNodeToTheWindow(t *testing.T) {
+	srv := natstest.Start(t)
+	fake := newFake()
+	startNode(t, srv.URL(), fake, []string{"S"}, 0)
+	a := startNode(t, srv.URL(), nil, nil, 0)
+	const window = 256 << 10
+	a.opts.Window = window
+	waitHosted(t, a.nc, "S")
+	release := make(chan struct{})
+	c := &client{fail: func(n int) bool {
+		if n > 32<<10 {
+			<-release // the client stops reading
+			return true
+		}
+		return false
+	}}
+	done := make(chan string, 1)
+	go func() { done <- a.Call("S", 1, []byte("S"), c.write) }()
+	// The node runs ahead up to the window (plus what sits in the pipe and
+	// its read buffer), then stops.
+	slack := int64(window + 32<<10 + 128<<10)
+	waitFor(t, "the node to fill the window", func() bool { return fake.produced.Load() >= window })
+	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if p := fake.produced.Load(); p > slack {
+			t.Fatalf("node read %d stream bytes for a client stuck at 32 KiB (window %d)", p, window)
+		}
+	}
+	close(release)
+	if out := <-done; out != arbiter.OutcomeClient {
+		t.Fatalf("outcome %s", out)
+	}
+	waitFor(t, "the stream to be cancelled", func() bool { return fake.cancels() == 1 })
+}
+
+// Any app path becomes one valid subject token and comes back unchanged.
+func FuzzAppToken(f *testing.F) {
+	for _, s := range []string{"", "mod:App", "a.b *>\t", "\xff\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, app string) {
+		tok := appToken(app)
+		for _, r := range tok {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				t.Fatalf("token %q of %q has %q", tok, app, r)
+			}
+		}
+		if back, ok := appFromToken(tok); !ok || back != app {
+			t.Fatalf("%q -> %q -> %q", app, tok, back)
+		}
+		_, _ = appFromToken(app) // arbitrary input: no panic
+	})
 }

@@ -121,11 +121,19 @@ func (j *JetStream) tableKey(table string) (string, error) {
 }
 
 func decodeTable(key string, e jetstream.KeyValueEntry) (*tableRec, error) {
-	v := e.Value()
+	return decodeTableValue(key, e.Value(), e.Revision())
+}
+
+// decodeTableValue parses a table record; the bucket is shared, so a
+// record is checked like any input (a raw name must be one TLV value).
+func decodeTableValue(key string, v []byte, rev uint64) (*tableRec, error) {
 	if len(v) < 17 {
 		return nil, fmt.Errorf("cluster stash: corrupt table record %s", key)
 	}
-	r := &tableRec{key: key, rev: e.Revision(), order: binary.BigEndian.Uint64(v), gen: binary.BigEndian.Uint64(v[8:]), name: string(v[16:])}
+	if _, err := Identity(string(v[16:])); err != nil && !isUnhashable(err) {
+		return nil, fmt.Errorf("cluster stash: corrupt table record %s", key)
+	}
+	r := &tableRec{key: key, rev: rev, order: binary.BigEndian.Uint64(v), gen: binary.BigEndian.Uint64(v[8:]), name: string(v[16:])}
 	if r.order == 0 {
 		r.order = r.rev
 	}
@@ -191,15 +199,19 @@ type entryRec struct {
 }
 
 func decodeEntry(e jetstream.KeyValueEntry) (*entryRec, error) {
-	v := e.Value()
+	return decodeEntryValue(e.Value(), e.Revision())
+}
+
+// decodeEntryValue parses an entry record.
+func decodeEntryValue(v []byte, rev uint64) (*entryRec, error) {
 	if len(v) < 12 {
 		return nil, errors.New("cluster stash: corrupt entry")
 	}
 	n := binary.BigEndian.Uint32(v[8:])
-	if uint64(n) > uint64(len(v)-12) {
+	if uint64(n) > uint64(len(v)-12) || n == 0 || len(v)-12-int(n) == 0 {
 		return nil, errors.New("cluster stash: corrupt entry")
 	}
-	r := &entryRec{rev: e.Revision(), order: binary.BigEndian.Uint64(v), key: string(v[12 : 12+n]), value: string(v[12+n:])}
+	r := &entryRec{rev: rev, order: binary.BigEndian.Uint64(v), key: string(v[12 : 12+n]), value: string(v[12+n:])}
 	if r.order == 0 {
 		r.order = r.rev
 	}
@@ -583,4 +595,9 @@ func (j *JetStream) Usage() (used, max int64) {
 		used = int64(st.Bytes())
 	}
 	return used, j.max
+}
+
+func isUnhashable(err error) bool {
+	var u *UnhashableError
+	return errors.As(err, &u)
 }
