@@ -448,3 +448,20 @@ def test_spill_sends_a_busy_apps_call_to_a_free_node(nats, launcher, tmp_path):
     assert client_call(a, ECHO, "pid") in b.worker_pids()  # spilled to B
     t.join(30)
     assert box["result"]["pid"] in a.worker_pids()
+
+
+def test_pure_front_with_no_workers(nats, launcher, tmp_path_factory):
+    """dirty_workers = 0: a front that hosts nothing; gunicorn in front of it."""
+    b = start_node(launcher, nats, [ECHO], 1)
+    front = start_node(launcher, nats, [ECHO], 0)
+    wait_hosted(nats, ECHO)
+    assert front.status()["workers"] == []
+    web = GunicornLauncher(tmp_path_factory)
+    try:
+        g = web.start("gthread", front)
+        out = g.run([{"op": "execute", "app": ECHO, "action": "pid"},
+                     {"op": "stream", "app": ECHO, "action": "squares", "args": [5]}])
+        assert out[0]["result"] in b.worker_pids()
+        assert out[1] == {"chunks": [0, 1, 4, 9, 16], "error": None}
+    finally:
+        web.stop_all()
