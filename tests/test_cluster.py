@@ -465,3 +465,19 @@ def test_pure_front_with_no_workers(nats, launcher, tmp_path_factory):
         assert out[1] == {"chunks": [0, 1, 4, 9, 16], "error": None}
     finally:
         web.stop_all()
+
+
+def test_remote_call_metrics_only_with_metrics_bind(nats, launcher):
+    b = start_node(launcher, nats, [ECHO], 1)
+    port = free_port()
+    a = start_node(launcher, nats, [ONE], 1, extra=["--metrics-bind", f"127.0.0.1:{port}"])
+    wait_hosted(nats, ECHO)
+    client_call(a, ECHO, "pid")
+    with pytest.raises(DirtyError):
+        client_call(a, "nobody:Hosts", "x")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    node_b = next(n["name"] for n in cluster_status(nats) if n["pid"] == b.pid)
+    assert f'gdirty_remote_calls_total{{node="{node_b}",outcome="ok"}} 1' in text
+    assert 'gdirty_remote_calls_total{node="",outcome="no_workers"} 1' in text
+    assert "gdirty_remote_call_seconds_bucket" in text
