@@ -137,7 +137,7 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 		return
 	}
 	if r := c.remoteFor(app); r != nil {
-		outcome := r.Call(app, id, payload, c.writeBufs)
+		outcome := r.Call(app, id, payload, clientWriter{c})
 		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 		return
 	}

@@ -9,16 +9,33 @@ import "net"
 type RemoteCaller interface {
 	// Call runs one REQUEST payload for app and writes every answer frame
 	// (header with the client's id, then payload bytes untouched) to the
-	// client with write, ending with exactly one final frame; it returns
+	// client through w, ending with exactly one final frame; it returns
 	// the call's outcome (Outcome*) for metrics.
-	Call(app string, id uint64, payload []byte, write func(net.Buffers) bool) string
+	Call(app string, id uint64, payload []byte, w ClientWriter) string
 }
+
+// ClientWriter is how a RemoteCaller answers the client.
+type ClientWriter interface {
+	// Write sends bytes to the client: whole frames, or a large frame in
+	// pieces (header and first bytes, then the rest). False: the client
+	// is gone.
+	Write(b net.Buffers) bool
+	// Abort closes the connection after the call instead of answering:
+	// for a call that failed with a frame half written, where no further
+	// frame could be read correctly.
+	Abort()
+}
+
+type clientWriter struct{ c *clientConn }
+
+func (w clientWriter) Write(b net.Buffers) bool { return w.c.writeBufs(b) }
+func (w clientWriter) Abort()                   { w.c.markBroken() }
 
 // Spiller takes calls the local pool has no free worker for (--spill):
 // ok is false when no other place had a free worker either, and the call
 // then waits for a local worker as usual (nothing was written).
 type Spiller interface {
-	Spill(app string, id uint64, payload []byte, write func(net.Buffers) bool) (outcome string, ok bool)
+	Spill(app string, id uint64, payload []byte, w ClientWriter) (outcome string, ok bool)
 }
 
 // spill tries to run a call elsewhere when every local worker for app is
@@ -28,7 +45,7 @@ func (c *clientConn) spill(app string, id uint64, payload []byte) (outcome strin
 	if sp == nil || c.fromCluster || c.s.router.HasFree(app) {
 		return "", false
 	}
-	return sp.Spill(app, id, payload, c.writeBufs)
+	return sp.Spill(app, id, payload, clientWriter{c})
 }
 
 // remoteFor returns the RemoteCaller a call for app goes to, or nil when

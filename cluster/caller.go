@@ -30,9 +30,9 @@ var (
 
 // Call runs one REQUEST on a node that hosts app and writes its answer
 // frames to the client with write; it returns the call's outcome.
-func (n *Node) Call(app string, id uint64, payload []byte, write func(net.Buffers) bool) string {
+func (n *Node) Call(app string, id uint64, payload []byte, w arbiter.ClientWriter) string {
 	started := time.Now()
-	c := &remoteCall{n: n, app: app, id: id, write: write}
+	c := &remoteCall{n: n, app: app, id: id, w: w}
 	outcome := c.run(payload)
 	n.metrics.observe(c.node, outcome, time.Since(started))
 	return outcome
@@ -41,12 +41,12 @@ func (n *Node) Call(app string, id uint64, payload []byte, write func(net.Buffer
 // Spill offers a call the local pool is too busy for to one node of the
 // app's queue group; that node takes it only if it has a free worker for
 // the app. ok is false (nothing written) when no node took it.
-func (n *Node) Spill(app string, id uint64, payload []byte, write func(net.Buffers) bool) (string, bool) {
+func (n *Node) Spill(app string, id uint64, payload []byte, w arbiter.ClientWriter) (string, bool) {
 	if !n.opts.Spill || !n.nc.IsConnected() {
 		return "", false
 	}
 	started := time.Now()
-	c := &remoteCall{n: n, app: app, id: id, write: write, spill: true}
+	c := &remoteCall{n: n, app: app, id: id, w: w, spill: true}
 	outcome := c.run(payload)
 	if outcome == outcomeDeclined {
 		return "", false
@@ -62,7 +62,10 @@ type remoteCall struct {
 	n     *Node
 	app   string
 	id    uint64
-	write func(net.Buffers) bool
+	w     arbiter.ClientWriter
+	// inFrame: a frame is half written to the client; the call can then
+	// only end by closing the client connection.
+	inFrame bool
 
 	spill bool // offered to a node with a free worker only (--spill)
 
@@ -71,7 +74,15 @@ type remoteCall struct {
 	ctl  string // its control subject for this call
 }
 
-func (c *remoteCall) fail(e *compat.DirtyError) bool { return c.write(net.Buffers{e.Frame(c.id)}) }
+// fail answers the call with an error, or closes the client connection
+// when a frame was left half written (no frame could follow it).
+func (c *remoteCall) fail(e *compat.DirtyError) bool {
+	if c.inFrame {
+		c.w.Abort()
+		return false
+	}
+	return c.w.Write(net.Buffers{e.Frame(c.id)})
+}
 
 func (c *remoteCall) noWorkers(why string) string {
 	e := compat.ErrNoWorkersForApp(c.app)
@@ -192,7 +203,6 @@ func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
 		consumed, granted int64
 		frameLeft         int64 // bytes still due for the current frame
 		frameType         compat.MsgType
-		inFrame           bool
 	)
 	grantEvery := int64(n.opts.Window / 4)
 	for {
@@ -216,7 +226,7 @@ func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
 		case kindHeartbeat:
 			continue
 		case kindFrame:
-			if inFrame {
+			if c.inFrame {
 				return c.broken("frame started inside another")
 			}
 			t, ok1 := getInt(m, hType)
@@ -224,13 +234,13 @@ func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
 			if !ok1 || !ok2 || l < int64(len(m.Data)) || l > compat.MaxMessageSize || t < 0 || t > 255 {
 				return c.broken("malformed frame")
 			}
-			frameType, frameLeft, inFrame = compat.MsgType(t), l, true
+			frameType, frameLeft = compat.MsgType(t), l
 			whole = l == int64(len(m.Data))
 			var hdr [compat.HeaderSize]byte
 			compat.PutHeader(hdr[:], compat.Header{Type: frameType, Length: uint32(l), ID: c.id})
 			bufs = net.Buffers{hdr[:], m.Data}
 		case kindPart:
-			if !inFrame || int64(len(m.Data)) > frameLeft {
+			if !c.inFrame || int64(len(m.Data)) > frameLeft {
 				return c.broken("unexpected part")
 			}
 			bufs = net.Buffers{m.Data}
@@ -238,10 +248,11 @@ func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
 			continue
 		}
 		frameLeft -= int64(len(m.Data))
-		if !c.write(bufs) {
+		if !c.w.Write(bufs) {
 			c.cancel()
 			return arbiter.OutcomeClient
 		}
+		c.inFrame = frameLeft > 0
 		consumed += int64(len(m.Data))
 		if frameLeft > 0 {
 			if consumed-granted >= grantEvery {
@@ -249,7 +260,6 @@ func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
 			}
 			continue
 		}
-		inFrame = false
 		switch frameType {
 		case compat.MsgResponse, compat.MsgEnd:
 			return arbiter.OutcomeOK

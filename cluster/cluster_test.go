@@ -82,6 +82,13 @@ func (f *fakeArbiter) serve(conn net.Conn) {
 				return
 			}
 		}
+	case 'm':
+		// Half of a 3 MiB answer, then silence (the node dies meanwhile).
+		var hdr [compat.HeaderSize]byte
+		compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgResponse, Length: 3 << 20, ID: h.ID})
+		_, _ = conn.Write(hdr[:])
+		_, _ = conn.Write(make([]byte, 3<<19))
+		_, _ = io.Copy(io.Discard, conn)
 	case 'h':
 		_, _ = io.Copy(io.Discard, conn) // until the caller side closes
 		f.mu.Lock()
@@ -135,10 +142,18 @@ func startNode(t *testing.T, url string, fake *fakeArbiter, apps []string, timeo
 type client struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
-	fail func(written int) bool // make a write fail (client gone)
+	fail    func(written int) bool // make a write fail (client gone)
+	aborted bool
 }
 
-func (c *client) write(b net.Buffers) bool {
+// Abort records that the call closed the client connection.
+func (c *client) Abort() {
+	c.mu.Lock()
+	c.aborted = true
+	c.mu.Unlock()
+}
+
+func (c *client) Write(b net.Buffers) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil && c.fail(c.buf.Len()) {
@@ -216,7 +231,7 @@ func TestRemoteEchoByteIdentical(t *testing.T) {
 		waitHosted(t, a.nc, app)
 		c := &client{}
 		payload := []byte("e\x00\x01hello\xff")
-		if out := a.Call(app, 77, payload, c.write); out != arbiter.OutcomeOK {
+		if out := a.Call(app, 77, payload, c); out != arbiter.OutcomeOK {
 			t.Fatalf("%q: outcome %s", app, out)
 		}
 		fr := c.frames(t)
@@ -232,7 +247,7 @@ func TestNoRespondersAtOnce(t *testing.T) {
 	a := startNode(t, srv.URL(), nil, nil, 0)
 	c := &client{}
 	start := time.Now()
-	if out := a.Call("nobody:Hosts", 5, []byte("e"), c.write); out != arbiter.OutcomeNoWorkers {
+	if out := a.Call("nobody:Hosts", 5, []byte("e"), c); out != arbiter.OutcomeNoWorkers {
 		t.Fatalf("outcome %s", out)
 	}
 	if d := time.Since(start); d > 300*time.Millisecond {
@@ -257,7 +272,7 @@ func TestLargePayloadsInParts(t *testing.T) {
 	}
 	payload[0] = 'b'
 	c := &client{}
-	if out := a.Call("big", 9, payload, c.write); out != arbiter.OutcomeOK {
+	if out := a.Call("big", 9, payload, c); out != arbiter.OutcomeOK {
 		t.Fatalf("outcome %s", out)
 	}
 	fr := c.frames(t)
@@ -274,7 +289,7 @@ func TestStreamOrderedWithFlowControl(t *testing.T) {
 	a.opts.Window = 64 << 10 // many credit rounds
 	waitHosted(t, a.nc, "s")
 	c := &client{}
-	if out := a.Call("s", 3, []byte{'s', 200}, c.write); out != arbiter.OutcomeOK {
+	if out := a.Call("s", 3, []byte{'s', 200}, c); out != arbiter.OutcomeOK {
 		t.Fatalf("outcome %s", out)
 	}
 	fr := c.frames(t)
@@ -297,7 +312,7 @@ func TestClientGoneCancelsRemoteStream(t *testing.T) {
 	waitHosted(t, a.nc, "S")
 	// The client takes 100 KiB of an endless stream, then goes away.
 	c := &client{fail: func(n int) bool { return n > 100<<10 }}
-	if out := a.Call("S", 1, []byte("S"), c.write); out != arbiter.OutcomeClient {
+	if out := a.Call("S", 1, []byte("S"), c); out != arbiter.OutcomeClient {
 		t.Fatalf("outcome %s", out)
 	}
 	waitFor(t, "the stream to be cancelled on the node", func() bool { return fake.cancels() == 1 })
@@ -323,7 +338,7 @@ func TestDirtyTimeoutAppliesAndCancels(t *testing.T) {
 	c := &client{}
 	// The node heartbeats the call (liveness 600ms) for longer than the
 	// liveness bound: only dirty_timeout ends it.
-	if out := a.Call("h", 4, []byte("h"), c.write); out != arbiter.OutcomeTimeout {
+	if out := a.Call("h", 4, []byte("h"), c); out != arbiter.OutcomeTimeout {
 		t.Fatalf("outcome %s", out)
 	}
 	typ, _ := errorOf(t, c.frames(t)[0].p)
@@ -342,7 +357,7 @@ func TestNodeDyingMidCall(t *testing.T) {
 	c := &client{}
 	done := make(chan string, 1)
 	start := time.Now()
-	go func() { done <- a.Call("h", 8, []byte("h"), c.write) }()
+	go func() { done <- a.Call("h", 8, []byte("h"), c) }()
 	<-fake.started
 	b.nc.Close() // the node's connection dies: no more heartbeats
 	select {
@@ -373,14 +388,14 @@ func TestSpillOnlyToAFreeNode(t *testing.T) {
 	waitHosted(t, a.nc, "e")
 
 	c := &client{}
-	if _, ok := a.Spill("e", 1, []byte("e1"), c.write); ok || c.buf.Len() != 0 {
+	if _, ok := a.Spill("e", 1, []byte("e1"), c); ok || c.buf.Len() != 0 {
 		t.Fatalf("a busy node took a spilled call (ok=%v, %d bytes written)", ok, c.buf.Len())
 	}
-	if _, ok := a.Spill("nobody", 1, []byte("e1"), c.write); ok || c.buf.Len() != 0 {
+	if _, ok := a.Spill("nobody", 1, []byte("e1"), c); ok || c.buf.Len() != 0 {
 		t.Fatal("a spill with no node hosting the app must stay local")
 	}
 	free.Store(true)
-	out, ok := a.Spill("e", 2, []byte("e12"), c.write)
+	out, ok := a.Spill("e", 2, []byte("e12"), c)
 	if !ok || out != arbiter.OutcomeOK {
 		t.Fatalf("free node: ok=%v outcome=%s", ok, out)
 	}
@@ -409,7 +424,7 @@ func TestSlowClientHoldsTheNodeToTheWindow(t *testing.T) {
 		return false
 	}}
 	done := make(chan string, 1)
-	go func() { done <- a.Call("S", 1, []byte("S"), c.write) }()
+	go func() { done <- a.Call("S", 1, []byte("S"), c) }()
 	// The node runs ahead up to the window (plus what sits in the pipe and
 	// its read buffer), then stops.
 	slack := int64(window + 32<<10 + 128<<10)
@@ -443,4 +458,34 @@ func FuzzAppToken(f *testing.F) {
 		}
 		_, _ = appFromToken(app) // arbitrary input: no panic
 	})
+}
+
+// A node dying in the middle of a large frame: the client connection is
+// closed (Abort), never given a frame after half a frame.
+func TestNodeDyingMidFrameClosesTheClient(t *testing.T) {
+	srv := natstest.Start(t)
+	fake := newFake()
+	b := startNode(t, srv.URL(), fake, []string{"m"}, 0)
+	a := startNode(t, srv.URL(), nil, nil, 0)
+	waitHosted(t, a.nc, "m")
+	c := &client{}
+	done := make(chan string, 1)
+	go func() { done <- a.Call("m", 1, []byte("m"), c) }()
+	waitFor(t, "part of the frame to reach the client", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.buf.Len() > compat.HeaderSize
+	})
+	b.nc.Close()
+	if out := <-done; out != arbiter.OutcomeWorker {
+		t.Fatalf("outcome %s", out)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.aborted || c.buf.Len() >= compat.HeaderSize+3<<20 {
+		t.Fatalf("aborted=%v after %d bytes", c.aborted, c.buf.Len())
+	}
+	if h, err := compat.ParseHeader(c.buf.Bytes()[:compat.HeaderSize]); err != nil || h.Type != compat.MsgResponse {
+		t.Fatalf("first frame %v %v", h, err)
+	}
 }
