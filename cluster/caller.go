@@ -38,21 +38,25 @@ func (n *Node) Call(app string, id uint64, payload []byte, w arbiter.ClientWrite
 	return outcome
 }
 
-// Spill offers a call the local pool is too busy for to one node of the
-// app's queue group; that node takes it only if it has a free worker for
-// the app. ok is false (nothing written) when no node took it.
+// Spill offers a call the local pool is too busy for to the other nodes
+// that announced the app, one at a time in random order, each on its own
+// subject (never back to this node); a node takes it only if it has a
+// free worker for the app. ok is false (nothing written) when none did.
 func (n *Node) Spill(app string, id uint64, payload []byte, w arbiter.ClientWriter) (string, bool) {
 	if !n.opts.Spill || !n.nc.IsConnected() {
 		return "", false
 	}
-	started := time.Now()
-	c := &remoteCall{n: n, app: app, id: id, w: w, spill: true}
-	outcome := c.run(payload)
-	if outcome == outcomeDeclined {
-		return "", false
+	for _, node := range n.othersHosting(app) {
+		started := time.Now()
+		c := &remoteCall{n: n, app: app, id: id, w: w, spill: true, subject: n.subj.direct(node, app)}
+		outcome := c.run(payload)
+		if outcome == outcomeDeclined {
+			continue
+		}
+		n.metrics.observe(c.node, outcome, time.Since(started))
+		return outcome, true
 	}
-	n.metrics.observe(c.node, outcome, time.Since(started))
-	return outcome, true
+	return "", false
 }
 
 // outcomeDeclined: a spilled call no node took; it stays local.
@@ -67,7 +71,8 @@ type remoteCall struct {
 	// only end by closing the client connection.
 	inFrame bool
 
-	spill bool // offered to a node with a free worker only (--spill)
+	spill   bool   // offered to a node with a free worker only (--spill)
+	subject string // where the call is published (default: the app's queue group)
 
 	node string // name of the node that picked the call up
 	pid  int
@@ -104,9 +109,16 @@ func (c *remoteCall) run(payload []byte) string {
 	ps := partSize(n.nc)
 	first := payload[:min(len(payload), ps)]
 	wait := n.opts.Liveness / 2
+	subject := c.subject
+	if subject == "" {
+		subject = n.subj.call(c.app)
+	}
+	if c.spill {
+		wait = n.opts.Liveness / 4 // a spill must not make a call much slower
+	}
 	for attempt := 1; ; attempt++ {
 		callID, q := n.calls.add("")
-		m := &nats.Msg{Subject: n.subj.call(c.app), Reply: n.subj.reply(n.id, callID), Header: nats.Header{}, Data: first}
+		m := &nats.Msg{Subject: subject, Reply: n.subj.reply(n.id, callID), Header: nats.Header{}, Data: first}
 		setInt(m, hLen, int64(len(payload)))
 		setInt(m, hWindow, int64(n.opts.Window))
 		if c.spill {

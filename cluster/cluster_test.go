@@ -385,7 +385,7 @@ func TestSpillOnlyToAFreeNode(t *testing.T) {
 		l.Free = func(app string) bool { return app == "e" && free.Load() }
 	})
 	a := startNode(t, srv.URL(), nil, nil, 0, func(o *Options, _ *Local) { o.Spill = true })
-	waitHosted(t, a.nc, "e")
+	waitFor(t, "A to hear that B hosts e", func() bool { return len(a.othersHosting("e")) == 1 })
 
 	c := &client{}
 	if _, ok := a.Spill("e", 1, []byte("e1"), c); ok || c.buf.Len() != 0 {

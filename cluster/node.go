@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -93,6 +95,7 @@ func NewNode(nc *nats.Conn, opts Options, local Local, log logrus.FieldLogger, m
 	}{
 		{n.subj.replyAll(n.id), n.calls.deliver},
 		{n.subj.ctlAll(n.id), n.serving.deliver},
+		{n.subj.directAll(n.id), n.onCall},
 		{n.subj.announce(), n.onAnnounce},
 		{n.subj.status(), n.onStatus},
 	}
@@ -233,6 +236,24 @@ func (n *Node) expireMembers() {
 			delete(n.members, id)
 		}
 	}
+}
+
+// othersHosting returns the other nodes that announced app, in random
+// order (spill targets).
+func (n *Node) othersHosting(app string) []string {
+	n.mu.Lock()
+	var out []string
+	for id, m := range n.members {
+		if id == n.id {
+			continue
+		}
+		if (app == "" && len(m.Apps) > 0) || slices.Contains(m.Apps, app) {
+			out = append(out, id)
+		}
+	}
+	n.mu.Unlock()
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
 }
 
 // Members returns the nodes heard from recently (this one included), by name.

@@ -12,6 +12,7 @@ import (
 //	gd.<c>.call.<app>           calls for one app (queue group "gdirty")
 //	gd.<c>.reply.<node>.<call>  answers to a caller
 //	gd.<c>.node.<node>.<call>   a caller's messages for a running call
+//	gd.<c>.direct.<node>.<app>  spilled calls offered to one node
 //	gd.<c>.ann                  membership announcements
 //	gd.<c>.status               status requests (every node answers)
 type subjects struct {
@@ -48,6 +49,12 @@ func (s subjects) ctlAll(node string) string { return s.prefix + "node." + node 
 func (s subjects) ctl(node string, call uint64) string {
 	return s.prefix + "node." + node + "." + strconv.FormatUint(call, 36)
 }
+
+func (s subjects) direct(node, app string) string {
+	return s.prefix + "direct." + node + "." + appToken(app)
+}
+
+func (s subjects) directAll(node string) string { return s.prefix + "direct." + node + ".*" }
 
 func (s subjects) announce() string { return s.prefix + "ann" }
 
