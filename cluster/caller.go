@@ -63,10 +63,10 @@ func (n *Node) Spill(app string, id uint64, payload []byte, w arbiter.ClientWrit
 const outcomeDeclined = "declined"
 
 type remoteCall struct {
-	n     *Node
-	app   string
-	id    uint64
-	w     arbiter.ClientWriter
+	n   *Node
+	app string
+	id  uint64
+	w   arbiter.ClientWriter
 	// inFrame: a frame is half written to the client; the call can then
 	// only end by closing the client connection.
 	inFrame bool

@@ -140,8 +140,8 @@ func startNode(t *testing.T, url string, fake *fakeArbiter, apps []string, timeo
 
 // client collects what a remote call writes to the client.
 type client struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
 	fail    func(written int) bool // make a write fail (client gone)
 	aborted bool
 }

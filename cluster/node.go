@@ -3,8 +3,8 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"sort"
