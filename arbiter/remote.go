@@ -1,6 +1,12 @@
 package arbiter
 
-import "net"
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
 
 // RemoteCaller runs calls for apps no local worker hosts on another
 // place that hosts them (package cluster, with --cluster). It is consulted
@@ -98,11 +104,38 @@ func (s *Server) ServeConn(conn net.Conn) {
 	c.serve()
 }
 
-// DialLocal returns an in-process connection served by ServeConn.
+// DialLocal returns a connection to this server, served by ServeConn: a
+// Unix socketpair, so it behaves exactly as a client's socket (net.Pipe
+// would not: a zero-length write on it blocks until the peer reads).
 func (s *Server) DialLocal() (net.Conn, error) {
-	a, b := net.Pipe()
-	go s.ServeConn(b)
-	return a, nil
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours, err := fileConn(fds[0], "cluster")
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, err
+	}
+	theirs, err := fileConn(fds[1], "cluster-peer")
+	if err != nil {
+		ours.Close()
+		return nil, err
+	}
+	go s.ServeConn(theirs)
+	return ours, nil
+}
+
+// fileConn wraps a socket fd in a net.Conn (which dups it; the original
+// is closed here).
+func fileConn(fd int, name string) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	return c, nil
 }
 
 // SetRemote sets Config.Remote; it must be called before Serve (the node

@@ -154,7 +154,11 @@ func (c *remoteCall) run(payload []byte) string {
 		c.ctl = ack.Header.Get(hCtl)
 		c.node = ack.Header.Get(hNode)
 		c.pid, _ = strconv.Atoi(ack.Header.Get(hPID))
-		outcome = c.stream(q, payload[len(first):], ps)
+		var pending *nats.Msg
+		if kindOf(ack) == kindFrame {
+			pending = ack
+		}
+		outcome = c.stream(q, pending, payload[len(first):], ps)
 		n.calls.remove(callID)
 		return outcome
 	}
@@ -181,7 +185,8 @@ func (c *remoteCall) awaitPickup(q *msgQueue, wait time.Duration) (*nats.Msg, st
 			return nil, outcomeDeclined
 		case isNoResponders(m):
 			return nil, c.noWorkers("")
-		case kindOf(m) == kindAck && m.Header.Get(hCtl) != "":
+		case (kindOf(m) == kindAck || kindOf(m) == kindFrame) && m.Header.Get(hCtl) != "":
+			// A frame can carry the pick-up itself (a quick answer).
 			return m, ""
 		}
 	}
@@ -191,7 +196,7 @@ func (c *remoteCall) awaitPickup(q *msgQueue, wait time.Duration) (*nats.Msg, st
 // the client until the final one, granting credit as the client takes
 // them. The node's silence is bounded by the liveness bound (heartbeats
 // come while it works), the worker's by dirty_timeout per frame.
-func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
+func (c *remoteCall) stream(q *msgQueue, pending *nats.Msg, rest []byte, ps int) string {
 	n := c.n
 	for len(rest) > 0 {
 		k := min(len(rest), ps)
@@ -218,7 +223,11 @@ func (c *remoteCall) stream(q *msgQueue, rest []byte, ps int) string {
 	)
 	grantEvery := int64(n.opts.Window / 4)
 	for {
-		m, ok := q.pop()
+		m, ok := pending, pending != nil
+		pending = nil
+		if !ok {
+			m, ok = q.pop()
+		}
 		if !ok {
 			select {
 			case <-q.ready:

@@ -89,6 +89,10 @@ func (f *fakeArbiter) serve(conn net.Conn) {
 		_, _ = conn.Write(hdr[:])
 		_, _ = conn.Write(make([]byte, 3<<19))
 		_, _ = io.Copy(io.Discard, conn)
+	case 'H':
+		// One chunk, then a hung stream.
+		_, _ = conn.Write(compat.AppendFrame(nil, compat.MsgChunk, h.ID, []byte("c")))
+		_, _ = io.Copy(io.Discard, conn)
 	case 'h':
 		_, _ = io.Copy(io.Discard, conn) // until the caller side closes
 		f.mu.Lock()
@@ -108,7 +112,7 @@ type testNode struct {
 	nc *nats.Conn
 }
 
-func startNode(t *testing.T, url string, fake *fakeArbiter, apps []string, timeout time.Duration, mods ...func(*Options, *Local)) testNode {
+func startNode(t testing.TB, url string, fake *fakeArbiter, apps []string, timeout time.Duration, mods ...func(*Options, *Local)) testNode {
 	t.Helper()
 	opts := Options{URL: url, Liveness: 600 * time.Millisecond}
 	if err := opts.Validate(); err != nil {
@@ -206,7 +210,7 @@ func errorOf(t *testing.T, payload []byte) (string, string) {
 }
 
 // waitHosted waits until a call subject has a responder.
-func waitHosted(t *testing.T, nc *nats.Conn, app string) {
+func waitHosted(t testing.TB, nc *nats.Conn, app string) {
 	t.Helper()
 	subj := newSubjects(DefaultName).call(app)
 	deadline := time.Now().Add(5 * time.Second)
@@ -351,14 +355,18 @@ func TestDirtyTimeoutAppliesAndCancels(t *testing.T) {
 func TestNodeDyingMidCall(t *testing.T) {
 	srv := natstest.Start(t)
 	fake := newFake()
-	b := startNode(t, srv.URL(), fake, []string{"h"}, 0)
+	b := startNode(t, srv.URL(), fake, []string{"H"}, 0)
 	a := startNode(t, srv.URL(), nil, nil, 0)
-	waitHosted(t, a.nc, "h")
+	waitHosted(t, a.nc, "H")
 	c := &client{}
 	done := make(chan string, 1)
 	start := time.Now()
-	go func() { done <- a.Call("h", 8, []byte("h"), c) }()
-	<-fake.started
+	go func() { done <- a.Call("H", 8, []byte("H"), c) }()
+	waitFor(t, "the first chunk", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.buf.Len() > 0
+	})
 	b.nc.Close() // the node's connection dies: no more heartbeats
 	select {
 	case out := <-done:
@@ -368,7 +376,11 @@ func TestNodeDyingMidCall(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer within 5s of the node dying")
 	}
-	typ, msg := errorOf(t, c.frames(t)[0].p)
+	fr := c.frames(t)
+	if len(fr) != 2 || fr[0].h.Type != compat.MsgChunk {
+		t.Fatalf("got %d frames", len(fr))
+	}
+	typ, msg := errorOf(t, fr[1].p)
 	if typ != "DirtyWorkerError" || !strings.Contains(msg, "lost") {
 		t.Fatalf("got %s %q", typ, msg)
 	}

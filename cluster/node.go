@@ -29,6 +29,8 @@ type Local struct {
 	Workers func() int
 	// Timeout is dirty_timeout, applied to remote calls as to local ones.
 	Timeout time.Duration
+	pool *localPool // over Dial, made by NewNode
+
 	// Free reports whether a call for app would get a local worker at
 	// once (spilled calls are declined otherwise).
 	Free func(app string) bool
@@ -74,6 +76,7 @@ type Member struct {
 
 // NewNode joins the cluster on nc; Close leaves it (nc stays open).
 func NewNode(nc *nats.Conn, opts Options, local Local, log logrus.FieldLogger, metrics *Metrics) (*Node, error) {
+	local.pool = newLocalPool(local.Dial)
 	n := &Node{
 		opts:    opts,
 		nc:      nc,
@@ -301,6 +304,7 @@ func (n *Node) Close() {
 	n.mu.Unlock()
 	close(n.done)
 	n.wg.Wait()
+	n.local.pool.close()
 	if n.nc.IsConnected() {
 		_ = n.nc.FlushTimeout(time.Second)
 	}

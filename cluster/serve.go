@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -40,14 +39,22 @@ type served struct {
 	q      *msgQueue
 	reply  string
 	window int64
-	conn   net.Conn
+	conn   *localConn
 
 	mu       sync.Mutex
+	acked    bool // the caller knows the call is picked up
 	sent     int64
 	credited int64
 	credit   chan struct{} // signalled when credit arrives
 	canceled bool
 }
+
+// ackDelay is how long a node may hold back the pick-up message of a
+// call whose request came whole: an answer sent within it carries the
+// pick-up itself (one message less per small call). It is short because a
+// node that dies before the pick-up went out leaves the caller believing
+// the call never started (it is offered to another node).
+func (n *Node) ackDelay() time.Duration { return min(n.opts.Liveness/10, 20*time.Millisecond) }
 
 func (n *Node) serve(req *nats.Msg) {
 	id, q := n.serving.add(req.Reply)
@@ -64,34 +71,70 @@ func (n *Node) serve(req *nats.Msg) {
 		_ = n.nc.PublishMsg(newMsg(req.Reply, kindDecline))
 		return
 	}
-	ack := newMsg(req.Reply, kindAck)
-	ack.Header[hCtl] = []string{n.subj.ctl(n.id, id)}
-	ack.Header[hNode] = []string{n.opts.NodeName}
-	ack.Header[hPID] = []string{strconv.Itoa(os.Getpid())}
-	if err := n.nc.PublishMsg(ack); err != nil {
-		return
+	if total != int64(len(req.Data)) {
+		// The caller waits for the control subject to send the rest.
+		if !s.sendAck() {
+			return
+		}
+	} else {
+		t := time.AfterFunc(n.ackDelay(), func() { s.sendAck() })
+		defer t.Stop()
 	}
 	if total < int64(len(req.Data)) || total > compat.MaxMessageSize {
 		s.fail(compat.ErrGeneric("gdirty cluster: malformed remote request (%d bytes announced, %d sent)", total, len(req.Data)))
 		return
 	}
-	conn, err := n.local.Dial()
-	if err != nil {
-		s.fail(compat.ErrWorker(fmt.Sprintf("node %s cannot reach its arbiter: %v", n.opts.NodeName, err), os.Getpid()))
-		return
-	}
-	s.conn = conn
-	defer conn.Close()
 	if err := s.sendRequest(req.Data, total); err != nil {
 		n.log.Debugf("cluster: remote request dropped: %v", err)
 		return
 	}
 	stop := make(chan struct{})
-	defer close(stop)
-	go s.control(stop)
-	if err := s.relay(); err != nil && !s.isCanceled() {
-		n.log.Debugf("cluster: remote call ended: %v", err)
+	var control sync.WaitGroup
+	control.Add(1)
+	go func() { defer control.Done(); s.control(stop) }()
+	err := s.relay()
+	close(stop)
+	control.Wait() // nothing may close the connection once it is reused
+	if err != nil {
+		s.conn.Close()
+		if !s.isCanceled() {
+			n.log.Debugf("cluster: remote call ended: %v", err)
+		}
+		return
 	}
+	n.local.pool.put(s.conn)
+}
+
+// ackHeaders marks m as the call's pick-up (control subject, node).
+func (s *served) ackHeaders(m *nats.Msg) {
+	m.Header[hCtl] = []string{s.n.subj.ctl(s.n.id, s.id)}
+	m.Header[hNode] = []string{s.n.opts.NodeName}
+	m.Header[hPID] = []string{strconv.Itoa(os.Getpid())}
+}
+
+// sendAck sends the pick-up unless a message carried it already.
+func (s *served) sendAck() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.acked {
+		return true
+	}
+	s.acked = true
+	m := newMsg(s.reply, kindAck)
+	s.ackHeaders(m)
+	return s.n.nc.PublishMsg(m) == nil
+}
+
+// publish sends a message to the caller; the first one carries the
+// pick-up when no ack went out yet.
+func (s *served) publish(m *nats.Msg) error {
+	s.mu.Lock()
+	if !s.acked {
+		s.acked = true
+		s.ackHeaders(m)
+	}
+	s.mu.Unlock()
+	return s.n.nc.PublishMsg(m)
 }
 
 // hasFree reports whether the app a call subject names has a free local
@@ -112,7 +155,7 @@ func (s *served) fail(e *compat.DirtyError) {
 	setInt(m, hType, int64(compat.MsgError))
 	setInt(m, hLen, int64(len(p)))
 	m.Data = p
-	_ = s.n.nc.PublishMsg(m)
+	_ = s.publish(m)
 }
 
 // sendRequest writes the REQUEST frame to the arbiter: the first part
@@ -121,9 +164,23 @@ func (s *served) fail(e *compat.DirtyError) {
 func (s *served) sendRequest(first []byte, total int64) error {
 	var hdr [compat.HeaderSize]byte
 	compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgRequest, Length: uint32(total), ID: 1})
-	bufs := net.Buffers{hdr[:], first}
-	if _, err := bufs.WriteTo(s.conn); err != nil {
-		return fmt.Errorf("write request: %w", err)
+	for {
+		conn, reused, err := s.n.local.pool.get()
+		if err != nil {
+			s.fail(compat.ErrWorker(fmt.Sprintf("node %s cannot reach its arbiter: %v", s.n.opts.NodeName, err), os.Getpid()))
+			return err
+		}
+		bufs := net.Buffers{hdr[:], first}
+		if _, err = bufs.WriteTo(conn); err == nil {
+			s.conn = conn
+			break
+		}
+		conn.Close()
+		if !reused {
+			s.fail(compat.ErrWorker(fmt.Sprintf("node %s cannot reach its arbiter: %v", s.n.opts.NodeName, err), os.Getpid()))
+			return fmt.Errorf("write request: %w", err)
+		}
+		// An idle connection the arbiter closed meanwhile: a new one.
 	}
 	got := int64(len(first))
 	timer := time.NewTimer(s.n.opts.Liveness)
@@ -135,20 +192,24 @@ func (s *served) sendRequest(first []byte, total int64) error {
 			case <-s.q.ready:
 				continue
 			case <-timer.C:
+				s.conn.Close()
 				return errors.New("caller stopped sending the request")
 			}
 		}
 		switch kindOf(m) {
 		case kindPart:
 			if got+int64(len(m.Data)) > total {
+				s.conn.Close()
 				return errors.New("request parts exceed the announced length")
 			}
 			if _, err := s.conn.Write(m.Data); err != nil {
+				s.conn.Close()
 				return fmt.Errorf("write request: %w", err)
 			}
 			got += int64(len(m.Data))
 			timer.Reset(s.n.opts.Liveness)
 		case kindCancel:
+			s.conn.Close()
 			return errors.New("caller cancelled")
 		}
 	}
@@ -204,9 +265,9 @@ func (s *served) isCanceled() bool {
 // relay reads answer frames from the arbiter and publishes them in parts
 // of at most max_payload, never more than the window ahead of the caller.
 func (s *served) relay() error {
-	r := bufio.NewReaderSize(s.conn, 64<<10)
+	r := s.conn.r
 	ps := partSize(s.n.nc)
-	buf := make([]byte, min(ps, 64<<10))
+	var buf []byte
 	var hdr [compat.HeaderSize]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -220,8 +281,8 @@ func (s *served) relay() error {
 		kind := kindFrame
 		for first := true; first || remaining > 0; first = false {
 			k := min(remaining, ps)
-			if k > len(buf) {
-				buf = make([]byte, k)
+			if k > cap(buf) {
+				buf = make([]byte, k) // at most one part: bounded by max_payload
 			}
 			if _, err := io.ReadFull(r, buf[:k]); err != nil {
 				return fmt.Errorf("read answer: %w", err)
@@ -237,7 +298,7 @@ func (s *served) relay() error {
 			// PublishMsg copies the data into the connection's buffer,
 			// so buf is free again when it returns.
 			m.Data = buf[:k]
-			if err := s.n.nc.PublishMsg(m); err != nil {
+			if err := s.publish(m); err != nil {
 				return fmt.Errorf("publish answer: %w", err)
 			}
 			remaining -= k

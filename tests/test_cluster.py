@@ -198,7 +198,8 @@ def test_view_on_a_calls_app_only_on_b(pair, tmp_path_factory):
         assert out[1]["result"] == {"args": [1, "x"], "kwargs": {"k": [1.5, None]}}
         assert out[2]["error"]["type"] == "DirtyAppError" and "boom" in out[2]["error"]["message"]
         assert out[3] == {"chunks": [i * i for i in range(50)], "error": None}
-        assert out[4]["chunks"] == [0, 1, 2] and out[4]["error"]["type"] == "DirtyAppError"
+        assert out[4]["chunks"] == [0, 1, 2] and out[4]["error"]["type"] == "DirtyAppError", out[4]
+        assert "result" in out[5], out[5:]
         assert out[5]["result"]["pid"] in a.worker_pids()
         assert out[6]["error"]["type"] == "DirtyNoWorkersAvailableError"
     finally:
