@@ -29,7 +29,7 @@ type Local struct {
 	Workers func() int
 	// Timeout is dirty_timeout, applied to remote calls as to local ones.
 	Timeout time.Duration
-	pool *localPool // over Dial, made by NewNode
+	pool    *localPool // over Dial, made by NewNode
 
 	// Free reports whether a call for app would get a local worker at
 	// once (spilled calls are declined otherwise).
