@@ -482,3 +482,16 @@ def test_remote_call_metrics_only_with_metrics_bind(nats, launcher):
     assert f'gdirty_remote_calls_total{{node="{node_b}",outcome="ok"}} 1' in text
     assert 'gdirty_remote_calls_total{node="",outcome="no_workers"} 1' in text
     assert "gdirty_remote_call_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stash", "cluster"], "--stash cluster and --spill need --cluster"),
+    (["--stash", "redis", "--cluster", "nats://127.0.0.1:1"], "--stash must be local or cluster"),
+    (["--cluster", "nats://127.0.0.1:1", "--cluster-name", "a.b"], "--cluster-name \"a.b\""),
+    (["--cluster", "nats://127.0.0.1:1", "--cluster-user", "u"], "user and password go together"),
+    (["--cluster", "nats://127.0.0.1:1"], "connect to NATS at nats://127.0.0.1:1"),
+], ids=["stash-without-cluster", "bad-stash", "bad-name", "user-without-password", "nothing-listening"])
+def test_cluster_settings_errors(gdirty_spawn, args, message):
+    g = gdirty_spawn(dirty_config([ECHO], workers=1), args=args)
+    assert g.proc.wait(60) == 2, g.stderr()
+    assert message in g.stderr()
