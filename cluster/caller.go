@@ -275,6 +275,9 @@ func (c *remoteCall) stream(q *msgQueue, pending *nats.Msg, rest []byte, ps int)
 		}
 		c.inFrame = frameLeft > 0
 		consumed += int64(len(m.Data))
+		if timer != nil {
+			timer.Reset(n.local.Timeout) // answer bytes are progress, as a frame is locally
+		}
 		if frameLeft > 0 {
 			if consumed-granted >= grantEvery {
 				granted = c.grant(consumed)
@@ -289,9 +292,6 @@ func (c *remoteCall) stream(q *msgQueue, pending *nats.Msg, rest []byte, ps int)
 				return arbiter.OutcomeAppError
 			}
 			return arbiter.OutcomeError
-		}
-		if timer != nil {
-			timer.Reset(n.local.Timeout)
 		}
 		if consumed-granted >= grantEvery {
 			granted = c.grant(consumed)

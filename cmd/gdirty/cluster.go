@@ -1,3 +1,5 @@
+//go:build !nocluster
+
 package main
 
 import (
@@ -71,8 +73,12 @@ type clusterSettings struct {
 	Stash                string `toml:"stash"`
 }
 
+// clusterConfig is the resolved cluster configuration (cluster_off.go has
+// an empty one for builds without cluster support).
+type clusterConfig = cluster.Options
+
 // clusterOptions resolves the cluster settings: flag or env > TOML > default.
-func clusterOptions(c *cli.Context, t clusterSettings) (*cluster.Options, string, error) {
+func clusterOptions(c *cli.Context, t clusterSettings) (*clusterConfig, string, error) {
 	str := func(flag, toml string) string {
 		if c.IsSet(flag) || toml == "" {
 			return c.String(flag)
@@ -154,7 +160,7 @@ type clusterNode struct {
 
 // connectCluster starts the embedded server (--cluster-listen) and
 // connects; nil when the cluster is off.
-func connectCluster(o *cluster.Options, natsServer string, log logrus.FieldLogger) (*clusterNode, error) {
+func connectCluster(o *clusterConfig, natsServer string, log logrus.FieldLogger) (*clusterNode, error) {
 	if !o.Enabled() {
 		return nil, nil
 	}
