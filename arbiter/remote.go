@@ -148,3 +148,7 @@ func (s *Server) SetSpiller(sp Spiller) { s.spiller = sp }
 // HasFree reports whether a call for app would get a local worker at once
 // (the cluster declines spilled calls when it would not).
 func (s *Server) HasFree(app string) bool { return s.router.HasFree(app) }
+
+// Closing reports whether the server is shutting down (the cluster then
+// stops taking calls from other nodes).
+func (s *Server) Closing() bool { return s.isClosing() }

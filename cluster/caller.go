@@ -138,6 +138,14 @@ func (c *remoteCall) run(payload []byte) string {
 			n.calls.remove(callID)
 			return outcomeDeclined
 		}
+		if outcome == outcomeDeclined && !c.spill {
+			// The node is shutting down: another may take the call.
+			n.calls.remove(callID)
+			if attempt < pickupAttempts {
+				continue
+			}
+			return c.noWorkers("the nodes hosting it are stopping")
+		}
 		if ack == nil && outcome == "" && attempt < pickupAttempts {
 			n.calls.remove(callID)
 			continue

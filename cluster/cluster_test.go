@@ -501,3 +501,26 @@ func TestNodeDyingMidFrameClosesTheClient(t *testing.T) {
 		t.Fatalf("first frame %v %v", h, err)
 	}
 }
+
+// A node shutting down declines calls: they go to another node, or fail
+// at once with no workers available, never wait for the liveness bound.
+func TestStoppingNodeDeclines(t *testing.T) {
+	srv := natstest.Start(t)
+	var closing atomic.Bool
+	startNode(t, srv.URL(), newFake(), []string{"e"}, 0, func(_ *Options, l *Local) { l.Closing = closing.Load })
+	a := startNode(t, srv.URL(), nil, nil, 0)
+	waitHosted(t, a.nc, "e")
+	closing.Store(true)
+	c := &client{}
+	start := time.Now()
+	if out := a.Call("e", 1, []byte("e"), c); out != arbiter.OutcomeNoWorkers {
+		t.Fatalf("outcome %s", out)
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Fatalf("took %s", d)
+	}
+	typ, _ := errorOf(t, c.frames(t)[0].p)
+	if typ != "DirtyNoWorkersAvailableError" {
+		t.Fatalf("got %s", typ)
+	}
+}

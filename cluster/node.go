@@ -25,6 +25,10 @@ type Local struct {
 	// Hosted returns the app paths the local pool serves right now (apps
 	// of booted workers).
 	Hosted func() []string
+	// Closing reports that the local arbiter is shutting down: calls from
+	// other nodes are declined (they go to another node) and the app
+	// subscriptions end.
+	Closing func() bool
 	// Workers returns the local worker count (for status).
 	Workers func() int
 	// Timeout is dirty_timeout, applied to remote calls as to local ones.
@@ -151,7 +155,7 @@ func (n *Node) tick() {
 
 func (n *Node) syncApps() {
 	want := map[string]bool{}
-	if n.local.Hosted != nil {
+	if n.local.Hosted != nil && !n.closing() {
 		apps := n.local.Hosted()
 		for _, a := range apps {
 			want[a] = true
@@ -184,6 +188,8 @@ func (n *Node) syncApps() {
 		n.appSubs[app] = sub
 	}
 }
+
+func (n *Node) closing() bool { return n.local.Closing != nil && n.local.Closing() }
 
 func (n *Node) self() *Member {
 	m := &Member{ID: n.id, Name: n.opts.NodeName, PID: os.Getpid(), Serving: n.serving.len(), Calling: n.calls.len(),

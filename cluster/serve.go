@@ -67,7 +67,7 @@ func (n *Node) serve(req *nats.Msg) {
 	if l, ok := getInt(req, hLen); ok {
 		total = l
 	}
-	if req.Header.Get(hSpill) != "" && !n.hasFree(req.Subject) {
+	if n.closing() || (req.Header.Get(hSpill) != "" && !n.hasFree(req.Subject)) {
 		_ = n.nc.PublishMsg(newMsg(req.Reply, kindDecline))
 		return
 	}

@@ -207,6 +207,7 @@ func (cn *clusterNode) join(srv *arbiter.Server, pool **worker.Pool, timeout tim
 	local := cluster.Local{
 		Dial:    srv.DialLocal,
 		Free:    srv.HasFree,
+		Closing: srv.Closing,
 		Timeout: timeout,
 		Hosted: func() []string {
 			return hostedApps(*pool)
