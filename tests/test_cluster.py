@@ -160,9 +160,9 @@ def launcher(gdirty_bin, tmp_path_factory):
 
 @pytest.fixture
 def pair(nats, launcher):
-    """B hosts EchoApp (2 workers); A hosts OneWorkerApp only."""
-    b = start_node(launcher, nats, [ECHO], 2)
-    a = start_node(launcher, nats, [ONE], 1)
+    """B hosts EchoApp (2 workers); A hosts OneWorkerApp only; one stash."""
+    b = start_node(launcher, nats, [ECHO], 2, extra=["--stash", "cluster"])
+    a = start_node(launcher, nats, [ONE], 1, extra=["--stash", "cluster"])
     wait_hosted(nats, ECHO)
     return a, b
 
@@ -318,7 +318,7 @@ def _echo_ok(g):
 
 
 def test_nats_killed_and_restarted_under_load(nats, pair):
-    a, _ = pair
+    a, b = pair
     stop = threading.Event()
     seen = {"ok": 0, "errors": set()}
 
@@ -334,6 +334,7 @@ def test_nats_killed_and_restarted_under_load(nats, pair):
     for t in threads:
         t.start()
     wait_until(lambda: seen["ok"] > 10, 20, "remote calls before NATS goes away")
+    stash_client(a).put("t", "before", 1)
     nats.kill()
     t0 = time.monotonic()
     with pytest.raises(DirtyError) as ei:  # remote calls fail fast
@@ -348,6 +349,11 @@ def test_nats_killed_and_restarted_under_load(nats, pair):
     for t in threads:
         t.join(30)
     assert seen["errors"] <= {"DirtyNoWorkersAvailableError", "DirtyWorkerError"}, seen
+    # The stash is back too, with what was put before (JetStream on disk).
+    sb = stash_client(b)
+    assert sb.get("t", "before") == 1
+    sb.put("t", "after", 2)
+    assert stash_client(a).keys("t") == ["before", "after"]
 
 
 # ---------------------------------------------------------------------------
