@@ -59,8 +59,12 @@ func (n *Node) Spill(app string, id uint64, payload []byte, w arbiter.ClientWrit
 	return "", false
 }
 
-// outcomeDeclined: a spilled call no node took; it stays local.
-const outcomeDeclined = "declined"
+// Pick-up results that are not outcomes of the call: a node declined it
+// (spilled, or the node is stopping), or nobody subscribes to the subject.
+const (
+	outcomeDeclined     = "declined"
+	outcomeNoResponders = "no_responders"
+)
 
 type remoteCall struct {
 	n   *Node
@@ -116,7 +120,24 @@ func (c *remoteCall) run(payload []byte) string {
 	if c.spill {
 		wait = n.opts.Liveness / 4 // a spill must not make a call much slower
 	}
+	timedOut, declined := 0, false
+	// Retries go to the nodes that announced the app, one by one on their
+	// own subjects: the queue group could hand the call to the same stuck
+	// node again.
+	var retries []string
 	for attempt := 1; ; attempt++ {
+		if attempt == 2 && !c.spill {
+			retries = n.othersHosting(c.app)
+			if len(retries) > pickupAttempts-1 {
+				retries = retries[:pickupAttempts-1]
+			}
+		}
+		if attempt > 1 && !c.spill {
+			if len(retries) == 0 {
+				break
+			}
+			subject, retries = n.subj.direct(retries[0], c.app), retries[1:]
+		}
 		callID, q := n.calls.add("")
 		m := &nats.Msg{Subject: subject, Reply: n.subj.reply(n.id, callID), Header: nats.Header{}, Data: first}
 		setInt(m, hLen, int64(len(payload)))
@@ -138,26 +159,27 @@ func (c *remoteCall) run(payload []byte) string {
 			n.calls.remove(callID)
 			return outcomeDeclined
 		}
+		if outcome == outcomeNoResponders {
+			n.calls.remove(callID)
+			if attempt == 1 {
+				return c.noWorkers("") // nobody subscribes: no node hosts the app
+			}
+			continue // that node left meanwhile
+		}
 		if outcome == outcomeDeclined && !c.spill {
 			// The node is shutting down: another may take the call.
 			n.calls.remove(callID)
-			if attempt < pickupAttempts {
-				continue
-			}
-			return c.noWorkers("the nodes hosting it are stopping")
+			declined = true
+			continue
 		}
-		if ack == nil && outcome == "" && attempt < pickupAttempts {
+		if ack == nil && outcome == "" && !c.spill {
 			n.calls.remove(callID)
+			timedOut++
 			continue
 		}
 		if ack == nil {
 			n.calls.remove(callID)
-			if outcome != "" {
-				return outcome
-			}
-			c.fail(compat.ErrWorker(fmt.Sprintf("No node picked up the call for app %s within %s", c.app,
-				time.Duration(pickupAttempts)*wait), 0))
-			return arbiter.OutcomeWorker
+			return outcome
 		}
 		c.ctl = ack.Header.Get(hCtl)
 		c.node = ack.Header.Get(hNode)
@@ -170,11 +192,19 @@ func (c *remoteCall) run(payload []byte) string {
 		n.calls.remove(callID)
 		return outcome
 	}
+	if timedOut == 0 && declined {
+		return c.noWorkers("the nodes hosting it are stopping")
+	}
+	if timedOut == 0 {
+		return c.noWorkers("")
+	}
+	c.fail(compat.ErrWorker(fmt.Sprintf("No node picked up the call for app %s (%d tries, %s each)", c.app, timedOut, wait), 0))
+	return arbiter.OutcomeWorker
 }
 
 // awaitPickup waits for the node's acknowledgement. It returns the ack,
-// or an outcome when the call is answered already (no responders), or
-// neither when nobody picked it up in time.
+// or why there is none (declined, no responders), or neither when nobody
+// picked the call up in time. It writes nothing to the client.
 func (c *remoteCall) awaitPickup(q *msgQueue, wait time.Duration) (*nats.Msg, string) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -192,7 +222,7 @@ func (c *remoteCall) awaitPickup(q *msgQueue, wait time.Duration) (*nats.Msg, st
 		case isNoResponders(m) && c.spill, kindOf(m) == kindDecline:
 			return nil, outcomeDeclined
 		case isNoResponders(m):
-			return nil, c.noWorkers("")
+			return nil, outcomeNoResponders
 		case (kindOf(m) == kindAck || kindOf(m) == kindFrame) && m.Header.Get(hCtl) != "":
 			// A frame can carry the pick-up itself (a quick answer).
 			return m, ""

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/gdirty/gdirty/arbiter"
 	"github.com/gdirty/gdirty/cluster/natstest"
 	"github.com/gdirty/gdirty/compat"
@@ -172,5 +174,30 @@ func TestStoppingNodeDeclines(t *testing.T) {
 	typ, _ := errorOf(t, c.frames(t)[0].p)
 	if typ != "DirtyNoWorkersAvailableError" {
 		t.Fatalf("got %s", typ)
+	}
+}
+
+// A node that takes calls off the wire but never picks them up (stopped,
+// hung) costs a caller one pick-up wait: the retry goes to another node
+// that announced the app, on that node's own subject, so every call ends
+// on the live node.
+func TestStuckNodeCallsGoToAnother(t *testing.T) {
+	srv := natstest.Start(t)
+	startNode(t, srv.URL(), newFake(), []string{"e"}, 0)
+	a := startNode(t, srv.URL(), nil, nil, 0)
+	waitFor(t, "A to hear that B hosts e", func() bool { return len(a.othersHosting("e")) == 1 })
+	hole, err := a.nc.QueueSubscribe(newSubjects(DefaultName).call("e"), queueGroup, func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Unsubscribe()
+	if err := a.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 8; i++ {
+		c := &client{}
+		if out := a.Call("e", 1, []byte("e1"), c); out != arbiter.OutcomeOK {
+			t.Fatalf("call %d: outcome %s", i, out)
+		}
 	}
 }
