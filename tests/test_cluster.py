@@ -501,3 +501,23 @@ def test_cluster_settings_errors(gdirty_spawn, args, message):
     g = gdirty_spawn(dirty_config([ECHO], workers=1), args=args)
     assert g.proc.wait(60) == 2, g.stderr()
     assert message in g.stderr()
+
+
+def test_calls_a_stopped_node_never_started_go_to_another(nats, launcher):
+    """Three nodes: B and C host EchoApp, A calls. With B stopped (SIGSTOP:
+    still subscribed, never answering) every call still succeeds, on C."""
+    b = start_node(launcher, nats, [ECHO], 1)
+    c = start_node(launcher, nats, [ECHO], 1)
+    a = start_node(launcher, nats, [ONE], 1)
+    wait_hosted(nats, ECHO, nodes=2)
+    wait_until(lambda: len({client_call(a, ECHO, "pid") for _ in range(8)}) == 2, 20,
+               "A to reach both B and C")
+    os.kill(b.pid, signal.SIGSTOP)
+    try:
+        c_pids = set(c.worker_pids())
+        for _ in range(6):
+            t0 = time.monotonic()
+            assert client_call(a, ECHO, "pid") in c_pids
+            assert time.monotonic() - t0 < FAIL_BOUND
+    finally:
+        os.kill(b.pid, signal.SIGCONT)
