@@ -113,7 +113,9 @@ type testNode struct {
 
 func startNode(t testing.TB, url string, fake *fakeArbiter, apps []string, timeout time.Duration, mods ...func(*Options, *Local)) testNode {
 	t.Helper()
-	opts := Options{URL: url, Liveness: 600 * time.Millisecond}
+	// Short enough for quick failure tests, long enough for a loaded CI
+	// machine running -race (heartbeats every 375ms).
+	opts := Options{URL: url, Liveness: 1500 * time.Millisecond}
 	if err := opts.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -35,10 +35,10 @@ func TestDirtyTimeoutAppliesAndCancels(t *testing.T) {
 	srv := natstest.Start(t)
 	fake := newFake()
 	startNode(t, srv.URL(), fake, []string{"h"}, 0)
-	a := startNode(t, srv.URL(), nil, nil, 1500*time.Millisecond)
+	a := startNode(t, srv.URL(), nil, nil, 4*time.Second)
 	waitHosted(t, a.nc, "h")
 	c := &client{}
-	// The node heartbeats the call (liveness 600ms) for longer than the
+	// The node heartbeats the call (liveness 1.5s) for longer than the
 	// liveness bound: only dirty_timeout ends it.
 	if out := a.Call("h", 4, []byte("h"), c); out != arbiter.OutcomeTimeout {
 		t.Fatalf("outcome %s", out)

@@ -128,7 +128,9 @@ func (n *Node) ID() string { return n.id }
 
 func (n *Node) loop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.opts.Liveness / 3)
+	// Four heartbeats per liveness bound: a late tick or two on a busy
+	// machine must not make a caller give up on a live node.
+	t := time.NewTicker(n.opts.Liveness / 4)
 	defer t.Stop()
 	for {
 		select {
