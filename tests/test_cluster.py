@@ -521,3 +521,14 @@ def test_calls_a_stopped_node_never_started_go_to_another(nats, launcher):
             assert time.monotonic() - t0 < FAIL_BOUND
     finally:
         os.kill(b.pid, signal.SIGCONT)
+
+
+def test_dirty_timeout_of_the_calling_node_applies(nats, launcher):
+    start_node(launcher, nats, [ECHO], 1)  # dirty_timeout 30 there
+    a = launcher.start(dirty_config([ONE], workers=1, timeout=2), workers=1, args=node_args(nats))
+    wait_hosted(nats, ECHO)
+    t0 = time.monotonic()
+    with pytest.raises(DirtyError) as ei:
+        client_call(a, ECHO, "sleep", 4)
+    assert type(ei.value).__name__ == "DirtyTimeoutError"
+    assert 1.5 < time.monotonic() - t0 < 6
