@@ -8,11 +8,12 @@ PYTHON  ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 GDIRTY  := bin/gdirty
+NATS_SERVER := bin/nats-server
 GOFILES := $(shell find . -name '*.go' -not -path './.venv/*') go.mod go.sum $(wildcard pyshim/gdirty_pyshim/*.py)
 
-.PHONY: setup build run test test-go test-py fuzz fuzz-short vet lint clean
+.PHONY: setup build nats-server run test test-go test-py fuzz fuzz-short vet lint clean
 
-setup: $(VENV)/.installed build
+setup: $(VENV)/.installed build $(NATS_SERVER)
 
 # The pyshim package without the binary (tests use bin/gdirty); reinstalled
 # when its files change, since gunicorn's master imports it from the venv
@@ -27,6 +28,12 @@ build: $(GDIRTY)
 
 $(GDIRTY): $(GOFILES)
 	go build -o $(GDIRTY) ./cmd/gdirty
+
+# The NATS server the cluster tests run, built from the Go module pinned in
+# go.mod (cluster/tools.go): no download step of its own.
+nats-server: $(NATS_SERVER)
+$(NATS_SERVER): go.mod go.sum
+	go build -o $(NATS_SERVER) github.com/nats-io/nats-server/v2
 
 # gunicorn's own master runs gdirty (master mode: one import line in
 # examples/basic/gunicorn.conf.py). Ctrl-C or SIGTERM stops everything.
@@ -92,7 +99,7 @@ fuzz-short:
 
 # Bounded fuzzing of every decoder (FUZZTIME per target).
 FUZZTIME ?= 10s
-FUZZPKGS ?= ./compat ./compat/v0 ./arbiter/stash ./worker ./cmd/gdirty
+FUZZPKGS ?= ./compat ./compat/v0 ./arbiter/stash ./worker ./cmd/gdirty ./cluster
 fuzz:
 	for p in $(FUZZPKGS); do \
 		for t in $$(go test -list 'Fuzz.*' $$p | grep ^Fuzz); do \

@@ -30,6 +30,8 @@ type clientConn struct {
 	// broken is set when a write to the client failed; the connection is
 	// closed after the current call.
 	broken bool
+	// fromCluster marks a connection carrying another node's calls.
+	fromCluster bool
 }
 
 const readBufferSize = 64 * 1024
@@ -149,6 +151,15 @@ func (c *clientConn) call(id uint64, route compat.RequestRoute, payload []byte, 
 	case !route.AppIsString:
 		c.writeError(compat.ErrNoWorkersForAppValue(route.AppValue), id)
 		c.s.metrics.CallFinished("", route.Action, OutcomeNoWorkers, started)
+		return
+	}
+	if r := c.remoteFor(app); r != nil {
+		outcome := r.Call(app, id, payload, clientWriter{c})
+		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
+		return
+	}
+	if outcome, ok := c.spill(app, id, payload); ok {
+		c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
 		return
 	}
 	var outcome string

@@ -47,6 +47,9 @@ type Config struct {
 	// MaxConns bounds concurrent client connections (0 = no bound); a
 	// client over the bound gets a DirtyError for its first request.
 	MaxConns int
+	// Remote, when set (--cluster), runs calls for apps no local worker
+	// hosts on other nodes.
+	Remote RemoteCaller
 }
 
 // Server is the arbiter: listener, per-connection handlers and router.
@@ -56,6 +59,7 @@ type Server struct {
 	router  *Router[*worker.Process]
 	pool    *worker.Pool
 	metrics *Metrics
+	spiller Spiller // --spill (remote.go)
 
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}

@@ -422,4 +422,6 @@ def render(res):
                 rows.append([label, f(v["gunicorn"] * 1000), f(v["gdirty"] * 1000)])
         out.append(table(["app", "gunicorn ms", "gdirty ms"], rows))
         out.append("")
+    import cluster_bench  # noqa: PLC0415 - the cluster section lives with its scenario
+    out.extend(cluster_bench.render(res, med, table, f, fx, met))
     return "\n".join(out) + "\n"

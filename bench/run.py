@@ -51,7 +51,7 @@ PROFILES = {
 }
 
 SCENARIOS = ["echo", "sleep", "stream", "blob", "rss", "overload", "kill",
-             "respawn", "respawn_slow"]
+             "respawn", "respawn_slow", "cluster"]
 
 
 # ---------------------------------------------------------------------------
@@ -359,6 +359,11 @@ class Bench:
             self.alternate("respawn_slow", [Target("gdirty", gd), Target("gunicorn", gu)],
                            lambda t: self.respawn(t, SLOW_APP))
             self.stop(gd, gu)
+
+        if "cluster" in want:
+            log("starting nats-server, a hosting gdirty and a front gdirty (cluster)")
+            import cluster_bench
+            cluster_bench.run(self, APP, WORKERS, ECHO_ARG, MIB)
 
         busy1 = machine_busy_jiffies()
         meta["loadavg_end"] = loadavg()

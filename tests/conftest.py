@@ -59,7 +59,13 @@ _SCRUB_ENV = ("GUNICORN_CMD_ARGS", "GUNICORN_DIRTY_SOCKET", "GDIRTY_SOCKET",
               "GDIRTY_MAX_QUEUE", "GDIRTY_CONFIG", "GDIRTY_STASH_MAX_BYTES",
               "GDIRTY_SPAWN", "GDIRTY_PARENT_PID", "GDIRTY_METRICS_BIND",
               "GDIRTY_MAX_CONNECTIONS", "PYTHONPATH",
-              "GDIRTY_QUIET_SOCKET_LINE", "GDIRTY_BINARY", "GDIRTY_START_WAIT")
+              "GDIRTY_QUIET_SOCKET_LINE", "GDIRTY_BINARY", "GDIRTY_START_WAIT",
+              # cluster (tests/test_cluster.py passes its own)
+              "GDIRTY_CLUSTER", "GDIRTY_CLUSTER_NAME", "GDIRTY_CLUSTER_LISTEN", "GDIRTY_STASH",
+              "GDIRTY_SPILL", "GDIRTY_CLUSTER_TOKEN", "GDIRTY_CLUSTER_PASSWORD",
+              "GDIRTY_CLUSTER_USER", "GDIRTY_CLUSTER_CREDS", "GDIRTY_CLUSTER_TOKEN_FILE",
+              "GDIRTY_CLUSTER_PASSWORD_FILE")
+
 
 # The pyshim modules gdirty runs with --python: each must import with the
 # gunicorn under test, or nothing in the suite can work.

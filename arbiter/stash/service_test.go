@@ -39,7 +39,10 @@ type answer struct {
 // order on one Service: every answer must be byte-identical to gunicorn's,
 // except the documented deviations, where it must be exactly what the
 // generator derived from gunicorn's answer.
-func TestGunicornSessionGolden(t *testing.T) {
+func TestGunicornSessionGolden(t *testing.T) { replayGolden(t, NewService(NewMemory(0))) }
+
+// replayGolden replays gunicorn's session on s (every Backend must pass).
+func replayGolden(t *testing.T, s *Service) {
 	data, err := os.ReadFile("../../testdata/golden/stash_vectors.json")
 	if err != nil {
 		t.Fatalf("read golden file (regenerate with testdata/golden/gen_stash_vectors.py): %v", err)
@@ -51,7 +54,6 @@ func TestGunicornSessionGolden(t *testing.T) {
 	if len(v.Steps) < 200 {
 		t.Fatalf("only %d steps", len(v.Steps))
 	}
-	s := NewService(NewMemory(0))
 	deviations := map[string]int{}
 	for i, st := range v.Steps {
 		payload := mustHex(t, st.PayloadHex)
@@ -165,13 +167,16 @@ func eq(t testing.TB, got, want any) {
 	}
 }
 
-func newSvc() *Service { return NewService(NewMemory(0)) }
+func memSvc() *Service { return NewService(NewMemory(0)) }
 
 // ---------------------------------------------------------------------------
 // operations
 // ---------------------------------------------------------------------------
 
-func TestOperations(t *testing.T) {
+func TestOperations(t *testing.T) { testOperations(t, memSvc) }
+
+// testOperations runs against any Backend (newSvc makes a fresh one).
+func testOperations(t *testing.T, newSvc func() *Service) {
 	type step struct {
 		kv      []any
 		want    any    // result, when errType is empty
@@ -285,7 +290,10 @@ func TestOperations(t *testing.T) {
 
 // Python dict ordering: insertion order; replacing keeps the position;
 // delete + re-add moves the key to the end. Same for tables.
-func TestOrdering(t *testing.T) {
+func TestOrdering(t *testing.T) { testOrdering(t, memSvc) }
+
+// testOrdering runs against any Backend (newSvc makes a fresh one).
+func testOrdering(t *testing.T, newSvc func() *Service) {
 	s := newSvc()
 	for _, k := range []string{"c", "a", "b", "d"} {
 		ok(t, s, "op", OpPut, "table", "o", "key", k, "value", k)
@@ -325,7 +333,10 @@ func TestOrdering(t *testing.T) {
 
 // Key identity is Python's: 1 == 1.0 == True, 0 == -0.0 == False, NaN is
 // never found, str != bytes, the first key object stays.
-func TestKeyIdentity(t *testing.T) {
+func TestKeyIdentity(t *testing.T) { testKeyIdentity(t, memSvc) }
+
+// testKeyIdentity runs against any Backend (newSvc makes a fresh one).
+func testKeyIdentity(t *testing.T, newSvc func() *Service) {
 	s := newSvc()
 	ok(t, s, "op", OpPut, "table", "k", "key", int64(1), "value", "int")
 	ok(t, s, "op", OpPut, "table", "k", "key", true, "value", "bool")
@@ -374,7 +385,10 @@ func TestKeyIdentity(t *testing.T) {
 
 // Keys and values are stored and returned as the exact bytes received,
 // even encodings a Python round trip would normalise.
-func TestByteIdentical(t *testing.T) {
+func TestByteIdentical(t *testing.T) { testByteIdentical(t, memSvc) }
+
+// testByteIdentical runs against any Backend (newSvc makes a fresh one).
+func testByteIdentical(t *testing.T, newSvc func() *Service) {
 	s := newSvc()
 	odd := [][]byte{
 		{compat.TypeBool, 0x02},                               // True, non-canonical byte
@@ -430,7 +444,10 @@ func rawPayload(t testing.TB, kv ...any) []byte {
 	return out
 }
 
-func TestBadPayloads(t *testing.T) {
+func TestBadPayloads(t *testing.T) { testBadPayloads(t, memSvc) }
+
+// testBadPayloads runs against any Backend (newSvc makes a fresh one).
+func testBadPayloads(t *testing.T, newSvc func() *Service) {
 	s := newSvc()
 	for _, p := range [][]byte{nil, {compat.TypeList, 0, 0, 0, 0}, {compat.TypeDict, 0, 0, 0, 1}, {0xff}} {
 		_, derr := s.Handle(p)

@@ -47,7 +47,7 @@ func newApp() *cli.App {
      GUNICORN_DIRTY_SOCKET=<socket> gunicorn -c gunicorn.conf.py --dirty-workers 0 app:wsgi`,
 		Version:         version,
 		HideHelpCommand: true,
-		Flags:           append(runFlags(), ownFlags()...),
+		Flags:           append(append(runFlags(), ownFlags()...), clusterFlags()...),
 		Action:          runArbiter,
 		Commands: []*cli.Command{
 			statusCommand(),

@@ -43,9 +43,9 @@ func metricsEndpoint(addr string, reg *prometheus.Registry, log logrus.FieldLogg
 
 // newMetrics builds gdirty's metrics and their endpoint when addr is set;
 // srv and pool are read at scrape time (they are created afterwards).
-func newMetrics(addr string, apps []string, srv **arbiter.Server, pool **worker.Pool, stash arbiter.StashStats, log logrus.FieldLogger) (*arbiter.Metrics, func(), error) {
+func newMetrics(addr string, apps []string, srv **arbiter.Server, pool **worker.Pool, stash arbiter.StashStats, log logrus.FieldLogger) (*arbiter.Metrics, prometheus.Registerer, func(), error) {
 	if addr == "" {
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	reg := prometheus.NewRegistry()
 	m := arbiter.NewMetrics(reg, apps,
@@ -61,10 +61,12 @@ func newMetrics(addr string, apps []string, srv **arbiter.Server, pool **worker.
 			}
 			return 0
 		})
-	arbiter.AddStash(reg, stash)
+	if stash != nil {
+		arbiter.AddStash(reg, stash)
+	}
 	stop, err := metricsEndpoint(addr, reg, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return m, stop, nil
+	return m, reg, stop, nil
 }

@@ -26,6 +26,10 @@ func runArbiter(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	copts, stashMode, err := clusterOptions(c, opts.clusterSettings)
+	if err != nil {
+		return err
+	}
 	if _, err := exec.LookPath(opts.Python); err != nil {
 		return &usageError{msg: fmt.Sprintf("python interpreter %q: %v (set --python)", opts.Python, err)}
 	}
@@ -61,7 +65,7 @@ func runArbiter(c *cli.Context) error {
 		}
 		return err
 	}
-	if settings.DirtyWorkers < 1 || len(settings.DirtyApps) == 0 {
+	if !copts.Enabled() && (settings.DirtyWorkers < 1 || len(settings.DirtyApps) == 0) {
 		return &usageError{msg: fmt.Sprintf("%s: nothing to run: set dirty_apps and dirty_workers > 0 (got %d apps, %d workers)",
 			opts.Config, len(settings.DirtyApps), settings.DirtyWorkers)}
 	}
@@ -83,6 +87,13 @@ func runArbiter(c *cli.Context) error {
 	for _, w := range own.Warnings {
 		log.Warn(w)
 	}
+	// Only with --cluster / --cluster-listen: nothing cluster-related
+	// exists otherwise.
+	cn, err := connectCluster(copts, natsServerPath(c, opts.clusterSettings), log)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
 
 	// gunicorn's orphan convention applies to an arbiter owned by a parent
 	// (the one that dies and leaves it behind): only then is the well-known
@@ -131,14 +142,17 @@ func runArbiter(c *cli.Context) error {
 	graceful := time.Duration(settings.DirtyGracefulTimeout) * time.Second
 	// The stash, with the tables the apps declare in `stashes` existing
 	// from the start (gunicorn documents this but never creates them).
-	stashStore := stash.NewMemory(opts.StashMaxBytes)
+	stashStore, err := newStash(stashMode, cn, opts.StashMaxBytes)
+	if err != nil {
+		return err
+	}
 	for _, a := range settings.DirtyApps {
 		if err := stash.EnsureTables(stashStore, a.Stashes...); err != nil {
 			return &usageError{msg: fmt.Sprintf("%s: stashes of %s: %v", opts.Config, a.ImportPath, err)}
 		}
 	}
 	var srv *arbiter.Server
-	metrics, stopMetrics, err := newMetrics(c.String("metrics-bind"), appPaths, &srv, &pool, stashStore, log)
+	metrics, reg, stopMetrics, err := newMetrics(c.String("metrics-bind"), appPaths, &srv, &pool, stashStore, log)
 	if err != nil {
 		return err
 	}
@@ -163,9 +177,13 @@ func runArbiter(c *cli.Context) error {
 	if hooks != nil {
 		observers = append(observers, hooks.Observer(settings.Hooks))
 	}
+	poolApps := apps
+	if settings.DirtyWorkers < 1 {
+		poolApps = nil // a pure front (--cluster): every call goes remote
+	}
 	pool = worker.NewPool(worker.PoolConfig{
 		Spawner:         spawner,
-		Apps:            apps,
+		Apps:            poolApps,
 		Workers:         settings.DirtyWorkers,
 		Timeout:         timeout,
 		GracefulTimeout: graceful,
@@ -174,6 +192,11 @@ func runArbiter(c *cli.Context) error {
 		Devices:         own.Devices,
 	}, observers)
 	srv.SetPool(pool)
+	if cn != nil {
+		if err := cn.join(srv, &pool, timeout, reg); err != nil {
+			return err
+		}
+	}
 
 	log.Infof("gdirty %s starting (pid: %d), %d workers x %d threads, apps: %s",
 		version, os.Getpid(), settings.DirtyWorkers, settings.DirtyThreads, strings.Join(appPaths, ", "))

@@ -20,13 +20,17 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "ask a running dirty arbiter (gdirty or gunicorn's own) for its workers",
-		UsageText: "gdirty status [--socket PATH] [--json]",
-		Flags: []cli.Flag{
+		UsageText: "gdirty status [--socket PATH] [--json]\n   gdirty status --cluster nats://HOST:PORT [--cluster-name NAME] [--json]",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "socket", EnvVars: []string{"GUNICORN_DIRTY_SOCKET", "GDIRTY_SOCKET"}, Usage: "arbiter socket (default: $GUNICORN_DIRTY_SOCKET)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the raw STATUS result as JSON"},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long"},
-		},
+			&cli.DurationFlag{Name: "wait", Value: time.Second, Usage: "with --cluster: how long to collect the nodes' answers"},
+		}, clusterConnFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("cluster") {
+				return clusterStatus(c)
+			}
 			path := c.String("socket")
 			if path == "" {
 				return &usageError{msg: "no socket: pass --socket or set GUNICORN_DIRTY_SOCKET"}

@@ -1,0 +1,34 @@
+//go:build !nocluster
+
+package main
+
+import (
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+// The cluster keys live in gdirty's TOML next to the others.
+func TestClusterTOMLKeys(t *testing.T) {
+	var o options
+	md, err := toml.Decode(`
+socket = "/tmp/x.sock"
+cluster = "nats://10.0.0.5:4222"
+cluster_name = "prod"
+cluster_token_file = "/etc/gdirty/token"
+cluster_liveness = "5s"
+spill = true
+stash = "cluster"
+`, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		t.Fatalf("undecoded keys: %v", un)
+	}
+	c := o.clusterSettings
+	if c.Cluster != "nats://10.0.0.5:4222" || c.ClusterName != "prod" || c.ClusterTokenFile != "/etc/gdirty/token" ||
+		c.ClusterLiveness != "5s" || !c.Spill || c.Stash != "cluster" || o.Socket != "/tmp/x.sock" {
+		t.Fatalf("decoded %+v", o)
+	}
+}
