@@ -8,6 +8,9 @@ PYTHON  ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 GDIRTY  := bin/gdirty
+# gdirty with cluster support; the lean bin/gdirty (-tags nocluster) execs
+# it, found next to itself, whenever a cluster setting is given.
+GDIRTY_CLUSTER := bin/gdirty-cluster
 NATS_SERVER := bin/nats-server
 GOFILES := $(shell find . -name '*.go' -not -path './.venv/*') go.mod go.sum $(wildcard pyshim/gdirty_pyshim/*.py)
 
@@ -24,10 +27,13 @@ $(VENV)/.installed: requirements.txt pyshim/pyproject.toml pyshim/hatch_build.py
 	GDIRTY_BUILD_BINARY=0 $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./pyshim
 	touch $@
 
-build: $(GDIRTY)
+build: $(GDIRTY) $(GDIRTY_CLUSTER)
 
 $(GDIRTY): $(GOFILES)
-	go build -o $(GDIRTY) ./cmd/gdirty
+	go build -tags nocluster -o $(GDIRTY) ./cmd/gdirty
+
+$(GDIRTY_CLUSTER): $(GOFILES)
+	go build -o $(GDIRTY_CLUSTER) ./cmd/gdirty
 
 # The NATS server the cluster tests run, built from the Go module pinned in
 # go.mod (cluster/tools.go): no download step of its own.
@@ -40,9 +46,10 @@ $(NATS_SERVER): go.mod go.sum
 run: setup
 	VENV=$(VENV) GDIRTY_BINARY=$(CURDIR)/$(GDIRTY) exec scripts/run-example.sh
 
-# Platform wheels with the static gdirty binary in them (dist/*.whl), one per
-# GOARCH:platform-tag; installing one needs no Go. The binary is static
-# (CGO_ENABLED=0), so the oldest manylinux tag fits.
+# Platform wheels (dist/*.whl) with the static gdirty binaries in them, the
+# lean gdirty and gdirty-cluster, one per GOARCH:platform-tag; installing
+# one needs no Go. The binaries are static (CGO_ENABLED=0), so the oldest
+# manylinux tag fits.
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyshim/pyproject.toml)
 WHEEL_PLATFORMS ?= amd64:manylinux_2_17_x86_64.manylinux2014_x86_64 arm64:manylinux_2_17_aarch64.manylinux2014_aarch64
 BUILDPY := $(VENV)/bin/python
@@ -51,9 +58,12 @@ wheel: $(VENV)/.build-tools
 	@for p in $(WHEEL_PLATFORMS); do \
 		arch=$${p%%:*}; plat=$${p#*:}; bin=dist/bin/linux-$$arch/gdirty; \
 		echo "gdirty $(VERSION) linux/$$arch -> $$plat"; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -tags nocluster \
 			-ldflags "-s -w -X main.version=$(VERSION)" -o $$bin ./cmd/gdirty || exit 1; \
-		(cd pyshim && GDIRTY_WHEEL_BINARY=$(CURDIR)/$$bin GDIRTY_WHEEL_PLATFORM=$$plat \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath \
+			-ldflags "-s -w -X main.version=$(VERSION)" -o $$bin-cluster ./cmd/gdirty || exit 1; \
+		(cd pyshim && GDIRTY_WHEEL_BINARY=$(CURDIR)/$$bin GDIRTY_WHEEL_CLUSTER_BINARY=$(CURDIR)/$$bin-cluster \
+			GDIRTY_WHEEL_PLATFORM=$$plat \
 			$(CURDIR)/$(BUILDPY) -m build --wheel --outdir $(CURDIR)/dist . >/dev/null) || exit 1; \
 	done
 	@ls -1 dist/*.whl
@@ -75,19 +85,23 @@ test-wheel:
 	$(MAKE) --no-print-directory wheel WHEEL_PLATFORMS=amd64:manylinux_2_17_x86_64.manylinux2014_x86_64
 	$(PYTHON) scripts/wheel_smoke.py dist/gdirty-$(VERSION)-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
 
+# Both builds: the default one (cluster support) and the lean -tags nocluster.
 vet:
 	go vet ./...
+	go vet -tags nocluster ./...
 
 # staticcheck, pinned; run through the module proxy so nothing is installed
 # by hand.
 STATICCHECK ?= go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags nocluster ./cmd/...
 
 test: setup lint test-go fuzz-short test-py test-compat test-wheel
 
 test-go:
 	go test -race -count=1 ./...
+	go test -race -count=1 -tags nocluster ./cmd/...
 
 test-py: setup
 	$(VPY) -m pytest -q tests/

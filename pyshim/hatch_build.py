@@ -1,15 +1,21 @@
-"""Puts the gdirty binary into the wheel (hatchling build hook).
+"""Puts the gdirty binaries into the wheel (hatchling build hook).
 
-* ``GDIRTY_WHEEL_BINARY=/path/to/gdirty`` and ``GDIRTY_WHEEL_PLATFORM=<tag>``
-  (what ``make wheel`` sets, once per platform): that prebuilt static binary,
-  and the wheel is tagged ``py3-none-<tag>``.
+There are two: ``gdirty``, built with ``-tags nocluster`` (lean: no NATS
+client linked), and ``gdirty-cluster``, with cluster support, which the lean
+one execs whenever a cluster setting is given.
+
+* ``GDIRTY_WHEEL_BINARY=/path/to/gdirty``, ``GDIRTY_WHEEL_CLUSTER_BINARY``
+  (default: that path with ``-cluster``) and ``GDIRTY_WHEEL_PLATFORM=<tag>``
+  (what ``make wheel`` sets, once per platform): those prebuilt static
+  binaries, and the wheel is tagged ``py3-none-<tag>``.
 * Otherwise, in a checkout with Go on PATH: ``go build`` (CGO_ENABLED=0) of
-  ``../cmd/gdirty`` for this machine, tagged for this machine.
+  ``../cmd/gdirty`` for this machine, both builds, tagged for this machine.
 * ``GDIRTY_BUILD_BINARY=0``, or no Go / no Go sources: the Python package
   alone (a pure wheel); gdirty is then found on PATH or via GDIRTY_BINARY.
 
-The binary goes to the wheel's scripts, so installing the wheel puts
-``gdirty`` in the environment's ``bin/`` (on PATH in an active venv).
+The binaries go to the wheel's scripts, so installing the wheel puts
+``gdirty`` and ``gdirty-cluster`` side by side in the environment's ``bin/``
+(on PATH in an active venv).
 """
 
 import os
@@ -29,9 +35,11 @@ class CustomBuildHook(BuildHookInterface):
         if binary:
             if not platform:
                 raise RuntimeError("GDIRTY_WHEEL_BINARY needs GDIRTY_WHEEL_PLATFORM (a platform tag)")
-            if not os.path.isfile(binary):
-                raise RuntimeError(f"GDIRTY_WHEEL_BINARY: no such file: {binary}")
-            self._ship(build_data, binary, f"py3-none-{platform}")
+            cluster = os.environ.get("GDIRTY_WHEEL_CLUSTER_BINARY") or binary + "-cluster"
+            for name, path in (("GDIRTY_WHEEL_BINARY", binary), ("GDIRTY_WHEEL_CLUSTER_BINARY", cluster)):
+                if not os.path.isfile(path):
+                    raise RuntimeError(f"{name}: no such file: {path}")
+            self._ship(build_data, binary, cluster, f"py3-none-{platform}")
             return
         if os.environ.get("GDIRTY_BUILD_BINARY", "1") == "0":
             return
@@ -44,11 +52,13 @@ class CustomBuildHook(BuildHookInterface):
         self._tmp = tempfile.mkdtemp(prefix="gdirty-build-")
         out = os.path.join(self._tmp, "gdirty")
         env = dict(os.environ, CGO_ENABLED="0")
-        subprocess.run([go, "build", "-trimpath", "-ldflags", f"-s -w -X main.version={self.metadata.version}",
-                        "-o", out, "./cmd/gdirty"], cwd=source, env=env, check=True)
-        self._ship(build_data, out, None)
+        ldflags = f"-s -w -X main.version={self.metadata.version}"
+        for tags, path in ((["-tags", "nocluster"], out), ([], out + "-cluster")):
+            subprocess.run([go, "build", "-trimpath", *tags, "-ldflags", ldflags, "-o", path, "./cmd/gdirty"],
+                           cwd=source, env=env, check=True)
+        self._ship(build_data, out, out + "-cluster", None)
 
-    def _ship(self, build_data, binary, tag):
+    def _ship(self, build_data, binary, cluster, tag):
         build_data["pure_python"] = False
         if tag is None:
             build_data["infer_tag"] = False
@@ -56,6 +66,7 @@ class CustomBuildHook(BuildHookInterface):
         else:
             build_data["tag"] = tag
         build_data["shared_scripts"][binary] = "gdirty"
+        build_data["shared_scripts"][cluster] = "gdirty-cluster"
 
     def finalize(self, version, build_data, artifact_path):
         tmp = getattr(self, "_tmp", None)

@@ -22,56 +22,8 @@ import (
 	"github.com/gdirty/gdirty/worker"
 )
 
-// clusterConnFlags are the flags that say how to reach the cluster (shared
-// by the arbiter and `gdirty status --cluster`). Secrets are read from
-// files or the environment only, never from the command line.
-func clusterConnFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "cluster", EnvVars: []string{"GDIRTY_CLUSTER"}, Usage: "join the cluster on this NATS server (nats://host:4222, comma-separated for several)"},
-		&cli.StringFlag{Name: "cluster-name", EnvVars: []string{"GDIRTY_CLUSTER_NAME"}, Value: cluster.DefaultName, Usage: "cluster name: nodes of one cluster share apps and the stash"},
-		&cli.StringFlag{Name: "cluster-creds", EnvVars: []string{"GDIRTY_CLUSTER_CREDS"}, Usage: "NATS credentials file (JWT + nkey)"},
-		&cli.StringFlag{Name: "cluster-token-file", EnvVars: []string{"GDIRTY_CLUSTER_TOKEN_FILE"}, Usage: "file holding the NATS token (or set GDIRTY_CLUSTER_TOKEN)"},
-		&cli.StringFlag{Name: "cluster-user", EnvVars: []string{"GDIRTY_CLUSTER_USER"}, Usage: "NATS user (password from --cluster-password-file or GDIRTY_CLUSTER_PASSWORD)"},
-		&cli.StringFlag{Name: "cluster-password-file", EnvVars: []string{"GDIRTY_CLUSTER_PASSWORD_FILE"}, Usage: "file holding the NATS password"},
-		&cli.StringFlag{Name: "cluster-tls-ca", EnvVars: []string{"GDIRTY_CLUSTER_TLS_CA"}, Usage: "CA certificate (PEM) to verify the NATS server"},
-		&cli.StringFlag{Name: "cluster-tls-cert", EnvVars: []string{"GDIRTY_CLUSTER_TLS_CERT"}, Usage: "client certificate (PEM) for mutual TLS"},
-		&cli.StringFlag{Name: "cluster-tls-key", EnvVars: []string{"GDIRTY_CLUSTER_TLS_KEY"}, Usage: "client key (PEM) for mutual TLS"},
-	}
-}
-
-func clusterFlags() []cli.Flag {
-	return append(clusterConnFlags(),
-		&cli.StringFlag{Name: "cluster-node-name", EnvVars: []string{"GDIRTY_CLUSTER_NODE_NAME"}, Usage: "this node's name in status (default: hostname:pid)"},
-		&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"GDIRTY_CLUSTER_LISTEN"}, Usage: "run the real nats-server (with JetStream) on HOST:PORT as gdirty's child; others join with --cluster nats://HOST:PORT"},
-		&cli.StringFlag{Name: "cluster-nats-server", EnvVars: []string{"GDIRTY_CLUSTER_NATS_SERVER"}, Usage: "nats-server binary for --cluster-listen (default: next to gdirty, else on PATH)"},
-		&cli.StringFlag{Name: "cluster-data-dir", EnvVars: []string{"GDIRTY_CLUSTER_DATA_DIR"}, Usage: "JetStream directory of the --cluster-listen server (default: <tmp>/gdirty-nats-<name>-<port>)"},
-		&cli.DurationFlag{Name: "cluster-liveness", EnvVars: []string{"GDIRTY_CLUSTER_LIVENESS"}, Value: cluster.DefaultLiveness, Usage: "a remote call whose node shows no sign of life for this long fails with DirtyWorkerError"},
-		&cli.DurationFlag{Name: "cluster-reconnect-wait", EnvVars: []string{"GDIRTY_CLUSTER_RECONNECT_WAIT"}, Value: time.Second, Usage: "pause between reconnects to NATS (reconnects never stop)"},
-		&cli.BoolFlag{Name: "spill", EnvVars: []string{"GDIRTY_SPILL"}, Usage: "send a call to another node when every local worker for its app is busy"},
-		&cli.StringFlag{Name: "stash", EnvVars: []string{"GDIRTY_STASH"}, Value: "local", Usage: "local (in gdirty's memory) or cluster (one JetStream key-value store for every node)"},
-	)
-}
-
-// clusterSettings are the cluster keys of gdirty's TOML (flags win).
-type clusterSettings struct {
-	Cluster              string `toml:"cluster"`
-	ClusterName          string `toml:"cluster_name"`
-	ClusterCreds         string `toml:"cluster_creds"`
-	ClusterTokenFile     string `toml:"cluster_token_file"`
-	ClusterUser          string `toml:"cluster_user"`
-	ClusterPasswordFile  string `toml:"cluster_password_file"`
-	ClusterTLSCA         string `toml:"cluster_tls_ca"`
-	ClusterTLSCert       string `toml:"cluster_tls_cert"`
-	ClusterTLSKey        string `toml:"cluster_tls_key"`
-	ClusterNodeName      string `toml:"cluster_node_name"`
-	ClusterListen        string `toml:"cluster_listen"`
-	ClusterDataDir       string `toml:"cluster_data_dir"`
-	ClusterNATSServer    string `toml:"cluster_nats_server"`
-	ClusterLiveness      string `toml:"cluster_liveness"`
-	ClusterReconnectWait string `toml:"cluster_reconnect_wait"`
-	Spill                bool   `toml:"spill"`
-	Stash                string `toml:"stash"`
-}
+// clusterBuilt: this build has cluster support (handoff.go).
+const clusterBuilt = true
 
 // clusterConfig is the resolved cluster configuration (cluster_off.go has
 // an empty one for builds without cluster support).
@@ -117,7 +69,7 @@ func clusterOptions(c *cli.Context, t clusterSettings) (*clusterConfig, string, 
 	o.NodeName = str("cluster-node-name", t.ClusterNodeName)
 	o.Listen = str("cluster-listen", t.ClusterListen)
 	o.DataDir = str("cluster-data-dir", t.ClusterDataDir)
-	o.Spill = c.Bool("spill") || (!c.IsSet("spill") && t.Spill)
+	o.Spill = c.Bool("spill") || (!c.IsSet("spill") && t.Spill != nil && *t.Spill)
 	if o.Liveness, err = dur("cluster-liveness", t.ClusterLiveness); err != nil {
 		return nil, "", &usageError{msg: err.Error()}
 	}

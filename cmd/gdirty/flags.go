@@ -53,7 +53,7 @@ type options struct {
 	// GdirtyConfig is the TOML's path; ownTOML its gdirty_* settings.
 	GdirtyConfig string `toml:"-"`
 	ownTOML
-	clusterSettings // cluster.go: the cluster's TOML keys
+	clusterSettings // cluster_flags.go: the cluster's TOML keys
 }
 
 func readOptions(c *cli.Context) (*options, error) {

@@ -116,7 +116,7 @@ func (s ownSources) get(key string) (any, string, bool) {
 // resolveOwn reads gdirty's own settings from flags, the TOML and the
 // gunicorn config's gdirty_* names, and checks them. Errors are one line
 // naming the setting and where it was set.
-func resolveOwn(c *cli.Context, o *options, settings *compat.Settings) (*ownSettings, error) {
+func resolveOwn(c *cli.Context, o *options, settings *compat.Settings, conf confLayer) (*ownSettings, error) {
 	flags := map[string]any{}
 	for _, k := range ownKeys {
 		name := ownFlagName(k.key)
@@ -129,25 +129,39 @@ func resolveOwn(c *cli.Context, o *options, settings *compat.Settings) (*ownSett
 			flags[k.key] = c.String(name)
 		}
 	}
-	confPath := settings.Config
-	if confPath == "" {
-		confPath = o.Config
-	}
-	conf, warnings, err := confValues(settings.Gdirty, confPath)
-	if err != nil {
-		return nil, err
-	}
 	src := ownSources{
 		{values: flags, where: func(k string) string { return "--" + ownFlagName(k) }},
 		{values: o.ownTOML.values(), where: func(k string) string { return fmt.Sprintf("%s: %s", o.GdirtyConfig, k) }},
-		{values: conf, where: func(k string) string { return fmt.Sprintf("%s: %s%s", confPath, ownPrefix, k) }},
+		{values: conf.values, where: func(k string) string { return fmt.Sprintf("%s: %s%s", conf.path, ownPrefix, k) }},
 	}
 	own, err := parseOwn(src, settings.DirtyWorkers, settings.Env)
 	if err != nil {
 		return nil, err
 	}
-	own.Warnings = append(warnings, own.Warnings...)
+	own.Warnings = append(append([]string(nil), conf.warnings...), own.Warnings...)
 	return own, nil
+}
+
+// confLayer is gunicorn.conf.py's gdirty_* values (keys without the
+// prefix), its path for messages, and warnings about names not known.
+type confLayer struct {
+	values   map[string]any
+	path     string
+	warnings []string
+}
+
+// readConf decodes the gdirty_* names the config loader found (own
+// settings and cluster settings).
+func readConf(o *options, settings *compat.Settings) (confLayer, error) {
+	path := settings.Config
+	if path == "" {
+		path = o.Config
+	}
+	values, warnings, err := confValues(settings.Gdirty, path)
+	if err != nil {
+		return confLayer{}, err
+	}
+	return confLayer{values: values, path: path, warnings: warnings}, nil
 }
 
 // confValues decodes the config loader's gdirty_* values; names gdirty
@@ -156,6 +170,9 @@ func confValues(raw map[string]json.RawMessage, path string) (map[string]any, []
 	known := map[string]bool{}
 	for _, k := range ownKeys {
 		known[k.key] = true
+	}
+	for _, k := range clusterKeys() {
+		known[k] = true
 	}
 	out := map[string]any{}
 	var warnings []string

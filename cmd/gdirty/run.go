@@ -26,8 +26,9 @@ func runArbiter(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	copts, stashMode, err := clusterOptions(c, opts.clusterSettings)
-	if err != nil {
+	// The lean build hands cluster work to gdirty-cluster before it starts
+	// anything (handoff.go); gunicorn.conf.py is checked once it is read.
+	if err := clusterHandoff(c, clusterFlags(), opts.clusterSettings, opts.GdirtyConfig, nil); err != nil {
 		return err
 	}
 	if _, err := exec.LookPath(opts.Python); err != nil {
@@ -65,11 +66,26 @@ func runArbiter(c *cli.Context) error {
 		}
 		return err
 	}
+	conf, err := readConf(opts, settings)
+	if err != nil {
+		return err
+	}
+	csettings, err := opts.clusterSettings.withConf(conf.values, conf.path)
+	if err != nil {
+		return err
+	}
+	if err := clusterHandoff(c, nil, csettings, conf.path, func() { os.RemoveAll(runDir) }); err != nil {
+		return err
+	}
+	copts, stashMode, err := clusterOptions(c, csettings)
+	if err != nil {
+		return err
+	}
 	if !copts.Enabled() && (settings.DirtyWorkers < 1 || len(settings.DirtyApps) == 0) {
 		return &usageError{msg: fmt.Sprintf("%s: nothing to run: set dirty_apps and dirty_workers > 0 (got %d apps, %d workers)",
 			opts.Config, len(settings.DirtyApps), settings.DirtyWorkers)}
 	}
-	own, err := resolveOwn(c, opts, settings)
+	own, err := resolveOwn(c, opts, settings, conf)
 	if err != nil {
 		return err
 	}
@@ -89,7 +105,7 @@ func runArbiter(c *cli.Context) error {
 	}
 	// Only with --cluster / --cluster-listen: nothing cluster-related
 	// exists otherwise.
-	cn, err := connectCluster(copts, natsServerPath(c, opts.clusterSettings), log)
+	cn, err := connectCluster(copts, natsServerPath(c, csettings), log)
 	if err != nil {
 		return err
 	}
