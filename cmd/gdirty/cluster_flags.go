@@ -71,7 +71,6 @@ type clusterSettings struct {
 	Stash                string `toml:"stash"`
 }
 
-
 // strings are the settings' string fields by key (shared by the TOML and
 // gunicorn.conf.py's gdirty_KEY names).
 func (t *clusterSettings) strings() map[string]*string {
