@@ -93,6 +93,16 @@ def run(wheel, tmp):
     if shutil.which("go", path=path):
         fail("go is still on PATH")
 
+    # The lean gdirty hands cluster work to the wheel's gdirty-cluster: with
+    # nothing listening, that is gdirty-cluster's NATS error, not the lean
+    # one's "needs cluster support".
+    if not os.access(venv / "bin" / "gdirty-cluster", os.X_OK):
+        fail(f"installing the wheel did not put an executable gdirty-cluster next to {gdirty}")
+    res = subprocess.run([str(gdirty), "status", "--cluster", "nats://127.0.0.1:1", "--timeout", "5s"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    if res.returncode != 1 or "connect to NATS" not in res.stderr:
+        fail(f"gdirty status --cluster did not reach gdirty-cluster (exit {res.returncode}): {res.stderr.strip()}")
+
     app = tmp / "app"
     shutil.copytree(ROOT / "examples" / "basic", app)
     name = f"gdirty-wheel-smoke-{os.getpid()}"
