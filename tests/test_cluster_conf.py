@@ -51,3 +51,18 @@ def test_lean_gdirty_without_gdirty_cluster_says_so(gdirty_bin, tmp_path):
         assert len(lines) == 1 and "--cluster needs cluster support" in lines[0], lines
         assert "gdirty-cluster is neither next to" in lines[0] and "nor on PATH" in lines[0]
     assert not os.path.exists(tmp_path / "gdirty-cluster")
+
+
+def test_toml_beats_gunicorn_conf_and_unknown_names_warn(nats, launcher, tmp_path):
+    toml = tmp_path / "gdirty.toml"
+    toml.write_text("cluster_name = 'from-toml'\n")
+    # The import binds the name gdirty_pyshim (a module): no setting, no warning.
+    extra = (f"import gdirty_pyshim\ngdirty_cluster = {nats.url!r}\n"
+             "gdirty_cluster_name = 'from-conf'\ngdirty_clustr_name = 'typo'\n")
+    g = launcher.start(dirty_config([ECHO], workers=1, extra=extra), workers=1,
+                       args=["--gdirty-config", str(toml), "--cluster-liveness", LIVENESS])
+    wait_until(lambda: any(ECHO in (n.get("apps") or []) for n in cluster_status(nats, name="from-toml")),
+               30, "the node to host EchoApp in cluster from-toml", interval=0.2)
+    log = g.stderr()
+    assert "unknown gdirty setting gdirty_clustr_name (ignored)" in log
+    assert "gdirty_pyshim" not in log
