@@ -29,7 +29,7 @@ func clusterHandoff(c *cli.Context, flags []cli.Flag, t clusterSettings, where s
 	}
 	why := clusterFlagSet(c, flags)
 	if why == "" && t.any() {
-		why = "the cluster settings in " + where
+		why = "cluster settings in " + where
 	}
 	if why == "" {
 		return nil
@@ -42,13 +42,13 @@ func clusterHandoff(c *cli.Context, flags []cli.Flag, t clusterSettings, where s
 func execCluster(why string, cleanup func()) error {
 	bin, err := findClusterBinary()
 	if err != nil {
-		return &usageError{msg: fmt.Sprintf("%s needs cluster support, and %v", why, err)}
+		return &usageError{msg: fmt.Sprintf("%s: this gdirty is built without cluster support, and %v", why, err)}
 	}
 	if cleanup != nil {
 		cleanup()
 	}
 	if err := syscall.Exec(bin, os.Args, os.Environ()); err != nil {
-		return fmt.Errorf("%s needs cluster support: exec %s: %w", why, bin, err)
+		return fmt.Errorf("%s: exec %s for cluster support: %w", why, bin, err)
 	}
 	return nil
 }
