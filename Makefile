@@ -52,7 +52,7 @@ fuzz-short:
 
 # Bounded fuzzing of every decoder (FUZZTIME per target).
 FUZZTIME ?= 10s
-FUZZPKGS ?= ./compat ./arbiter/stash
+FUZZPKGS ?= ./compat ./arbiter/stash ./worker
 fuzz:
 	for p in $(FUZZPKGS); do \
 		for t in $$(go test -list 'Fuzz.*' $$p | grep ^Fuzz); do \

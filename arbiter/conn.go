@@ -2,17 +2,14 @@ package arbiter
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/gdirty/gdirty/compat"
-	"github.com/gdirty/gdirty/worker"
 )
 
 // clientConn serves one gunicorn client connection. Calls on a connection
@@ -27,6 +24,10 @@ type clientConn struct {
 	// broken is set when a write to the client failed; the connection is
 	// closed after the current call.
 	broken bool
+
+	// batch is reused by every call's answer relay (calls on a
+	// connection run one at a time).
+	batch answerBatch
 }
 
 const readBufferSize = 64 * 1024
@@ -147,123 +148,12 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 		}
 		// A worker that died before reading the request never ran it: the
 		// call is routed again (a few times at most) instead of failing.
-		outcome = c.relay(id, w, call, attempt < maxReroutes)
+		outcome = c.s.relayAnswer(c, &c.batch, id, w, call, attempt < maxReroutes)
 		if outcome != outcomeReroute {
 			break
 		}
 	}
 	c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
-}
-
-// maxReroutes bounds how often one call is routed again after workers died
-// without reading it.
-const maxReroutes = 3
-
-// outcomeReroute is relay's answer for a call to route again.
-const outcomeReroute = "reroute"
-
-// dispatch acquires a worker and starts the call on it. A worker that died
-// between being picked and being written to never saw the call, so the
-// call is routed again rather than failed.
-func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *worker.Call, *compat.DirtyError) {
-	timeout := c.s.cfg.Timeout
-	for {
-		w, ok, err := c.s.router.TryAcquire(app)
-		if err == nil && !ok {
-			w, err = c.acquireWaiting(app, timeout)
-		}
-		if err != nil {
-			return nil, nil, errorFor(err, app, timeout)
-		}
-		call, err := w.Link().Start(payload)
-		if err == nil {
-			return w, call, nil
-		}
-		c.s.router.Release(w)
-		c.s.router.Remove(w)
-	}
-}
-
-// acquireWaiting queues for a worker, bounded by dirty_timeout.
-func (c *clientConn) acquireWaiting(app string, timeout time.Duration) (*worker.Process, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-	}
-	defer cancel()
-	return c.s.router.Acquire(ctx, app)
-}
-
-// relay forwards the worker's frames to the client under the client's
-// request id, payload bytes untouched. The worker's silence is bounded by
-// dirty_timeout per frame, as in gunicorn; on timeout the call is abandoned
-// (its late answer is dropped by link id) and the client gets
-// DirtyTimeoutError.
-func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call, mayReroute bool) string {
-	timeout := c.s.cfg.Timeout
-	var timer *time.Timer
-	var expired <-chan time.Time
-	if timeout > 0 {
-		timer = time.NewTimer(timeout)
-		defer timer.Stop()
-		expired = timer.C
-	}
-	for {
-		f, ok, overflow := call.Next()
-		if overflow {
-			c.s.log.Warnf("Client fell %d MiB behind on a call; dropping it", worker.MaxQueuedBytes>>20)
-			c.markBroken()
-			w.Link().Cancel(call)
-			return OutcomeClient
-		}
-		if !ok {
-			select {
-			case <-call.Ready():
-				continue
-			case <-expired:
-				return c.timedOut(id, w, call, timeout)
-			}
-		}
-		if f.Err != nil {
-			if f.Retry && mayReroute {
-				return outcomeReroute
-			}
-			c.write(f.Err.Frame(id))
-			return OutcomeWorker
-		}
-		final, outcome := f.Final(), ""
-		if final {
-			outcome = finalOutcome(f.Type, f.Payload)
-		}
-		written := c.writeFrame(f.Type, id, f.Payload)
-		w.Link().Release(f) // f.Payload must not be used after this
-		if !written {
-			if !final {
-				w.Link().Cancel(call)
-			}
-			return OutcomeClient
-		}
-		if final {
-			return outcome
-		}
-		if timer != nil {
-			timer.Reset(timeout)
-		}
-	}
-}
-
-// timedOut abandons a call whose worker stayed silent for dirty_timeout:
-// its late answer is dropped by link id, the worker is replaced (it still
-// runs the call in a thread nothing can cancel, so no later call may be
-// routed to it) and the client gets gunicorn's DirtyTimeoutError.
-func (c *clientConn) timedOut(id uint64, w *worker.Process, call *worker.Call, timeout time.Duration) string {
-	w.Link().Abandon(call)
-	c.s.log.Warnf("Dirty call timed out after %s on worker %d", timeout, w.PID)
-	if c.s.pool != nil {
-		c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
-	}
-	c.write(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))).Frame(id))
-	return OutcomeTimeout
 }
 
 // finalOutcome classifies a call's last frame (for metrics only: the
@@ -292,6 +182,15 @@ func (c *clientConn) writeFrame(t compat.MsgType, id uint64, payload []byte) boo
 	var hdr [compat.HeaderSize]byte
 	compat.PutHeader(hdr[:], compat.Header{Type: t, Length: uint32(len(payload)), ID: id})
 	return c.writeBufs(net.Buffers{hdr[:], payload})
+}
+
+func (c *clientConn) writeError(e *compat.DirtyError, id uint64) bool { return c.write(e.Frame(id)) }
+
+// abort ends the connection after the current call: its byte stream holds
+// half a frame.
+func (c *clientConn) abort(reason string) {
+	c.s.log.Warnf("Closing client connection: %s", reason)
+	c.markBroken()
 }
 
 func (c *clientConn) write(frame []byte) bool { return c.writeBufs(net.Buffers{frame}) }

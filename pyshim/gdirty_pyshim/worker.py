@@ -133,10 +133,14 @@ class DirtyWorker:
             {"pid": os.getpid(), "apps": self.app_paths}))
         while self.alive:
             mtype, link_id, payload = self.link.read()
+            if mtype == L.MSG_CREDIT:
+                self.link.credit(link_id, payload)
+                continue
             if mtype == L.MSG_CANCEL:
                 with self._inflight_cv:
                     if link_id in self._active:
                         self._cancelled.add(link_id)
+                self.link.cancel(link_id)
                 continue
             if mtype != L.MSG_REQUEST:
                 self._send_error(link_id, DirtyWorkerError(
@@ -145,6 +149,7 @@ class DirtyWorker:
             with self._inflight_cv:
                 self._inflight += 1
                 self._active.add(link_id)
+            self.link.open_call(link_id)
             # Before the call can start: a request past this mark was never
             # read, so gdirty routes it elsewhere if this worker dies.
             self.link.mark_read(link_id)
@@ -169,12 +174,13 @@ class DirtyWorker:
             link_id, payload = job
             try:
                 self.handle(link_id, payload)
-            except OSError:
+            except (OSError, L.LinkClosed):
                 # The link is gone; the main thread exits on its own.
                 pass
             except Exception:
                 self.log.exception("Unexpected error answering request")
             finally:
+                self.link.close_call(link_id)
                 with self._inflight_cv:
                     self._inflight -= 1
                     self._active.discard(link_id)
@@ -203,8 +209,12 @@ class DirtyWorker:
             else:
                 body = TLVEncoder.encode({"result": result})
                 self.link.write(L.MSG_RESPONSE, link_id, body)
-        except OSError:
+        except (OSError, L.LinkClosed):
             raise
+        except L.Cancelled:
+            # gdirty dropped the caller mid-answer: end the call so its
+            # slot is freed (nobody reads what is sent).
+            self.link.write(L.MSG_END, link_id)
         except L.FrameTooLarge as e:
             self._too_large(link_id, e)
         except Exception as e:
@@ -249,8 +259,10 @@ class DirtyWorker:
                 self.link.write(L.MSG_CHUNK, link_id,
                                 TLVEncoder.encode({"data": chunk}))
             self.link.write(L.MSG_END, link_id)
-        except OSError:
+        except (OSError, L.LinkClosed):
             raise
+        except L.Cancelled:
+            self.link.write(L.MSG_END, link_id)
         except L.FrameTooLarge as e:
             self._too_large(link_id, e)
         except Exception as e:
