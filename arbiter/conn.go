@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gdirty/gdirty/compat"
+	"github.com/gdirty/gdirty/internal/rawio"
 )
 
 // clientConn serves one gunicorn client connection. Calls on a connection
@@ -18,6 +19,7 @@ import (
 type clientConn struct {
 	s    *Server
 	conn net.Conn
+	raw  *rawio.Conn // nil when conn has no fd
 
 	mu   sync.Mutex
 	busy bool
@@ -34,7 +36,11 @@ const readBufferSize = 64 * 1024
 
 func (c *clientConn) serve() {
 	defer c.conn.Close()
-	r := bufio.NewReaderSize(c.conn, readBufferSize)
+	var src io.Reader = c.conn
+	if raw, ok := rawio.New(c.conn); ok {
+		c.raw, src = raw, raw
+	}
+	r := bufio.NewReaderSize(src, readBufferSize)
 	var buf []byte
 	for {
 		h, payload, err := compat.ReadFrame(r, buf)
@@ -199,8 +205,15 @@ func (c *clientConn) writeBufs(b net.Buffers) bool {
 	if c.isBroken() {
 		return false
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if _, err := b.WriteTo(c.conn); err != nil {
+	var err error
+	if c.raw != nil {
+		// The write deadline is armed only if the client's socket is full.
+		_, err = c.raw.Writev(b, c.s.cfg.WriteTimeout)
+	} else {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		_, err = b.WriteTo(c.conn)
+	}
+	if err != nil {
 		c.markBroken()
 		c.s.log.Debugf("Client write failed: %v", err)
 		return false

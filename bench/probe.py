@@ -75,6 +75,8 @@ def main():
     ap.add_argument("--arbiter", choices=("gdirty", "gunicorn"), default="gdirty")
     ap.add_argument("--gdirty", default=os.path.join(ROOT, "bin", "gdirty"))
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--attach", help="run this command during the steps, {pid} = the arbiter's "
+                    "pid, ended with SIGINT after them (e.g. 'strace -c -f -p {pid} -o FILE')")
     ap.add_argument("steps", nargs="+")
     a = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="gdirty-probe-")
@@ -90,6 +92,15 @@ def main():
     arb.launch()
     try:
         arb.wait_ready(2, APP)
+        tool = None
+        if a.attach:
+            import shlex
+            import signal
+            import subprocess
+            # warm every client path once before counting
+            step(arb, "echo", 1, 20)
+            tool = subprocess.Popen(shlex.split(a.attach.format(pid=arb.arbiter_pid)))
+            time.sleep(1.0)
         for s in a.steps:
             if s == "idle":
                 time.sleep(10)
@@ -98,6 +109,9 @@ def main():
                 continue
             name, conc, calls = s.split(":")
             step(arb, name, int(conc), int(calls))
+        if tool:
+            tool.send_signal(signal.SIGINT)
+            tool.wait(30)
     finally:
         arb.stop()
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gdirty/gdirty/compat"
+	"github.com/gdirty/gdirty/internal/rawio"
 )
 
 // Link-only message types (worker -> gdirty). They live above gunicorn's
@@ -78,6 +79,7 @@ type LinkEvents interface {
 // recognised and dropped.
 type Link struct {
 	conn   net.Conn
+	raw    *rawio.Conn // nil: conn has no fd (tests)
 	events LinkEvents
 	pid    int
 
@@ -93,7 +95,30 @@ type Link struct {
 }
 
 func newLink(conn net.Conn, pid int, events LinkEvents) *Link {
-	return &Link{conn: conn, events: events, pid: pid, pending: map[uint64]*Call{}}
+	l := &Link{conn: conn, events: events, pid: pid, pending: map[uint64]*Call{}}
+	l.raw, _ = rawio.New(conn)
+	return l
+}
+
+// reader is what the link reads from: raw reads when the conn has an fd.
+func (l *Link) reader() io.Reader {
+	if l.raw != nil {
+		return l.raw
+	}
+	return l.conn
+}
+
+// writeLocked writes bufs to the worker; l.wmu must be held. The write
+// deadline is armed only if the worker's socket is full.
+func (l *Link) writeLocked(bufs [][]byte) error {
+	if l.raw != nil {
+		_, err := l.raw.Writev(bufs, linkWriteTimeout)
+		return err
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
+	nb := net.Buffers(bufs)
+	_, err := nb.WriteTo(l.conn)
+	return err
 }
 
 // Start sends a REQUEST with the client's original payload and returns
@@ -112,10 +137,8 @@ func (l *Link) Start(payload []byte) (*Call, error) {
 
 	var hdr [compat.HeaderSize]byte
 	compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgRequest, Length: uint32(len(payload)), ID: c.id})
-	bufs := net.Buffers{hdr[:], payload}
 	l.wmu.Lock()
-	_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
-	_, err := bufs.WriteTo(l.conn)
+	err := l.writeLocked([][]byte{hdr[:], payload})
 	l.wmu.Unlock()
 	if err != nil {
 		_ = l.conn.Close()
@@ -168,8 +191,7 @@ func (l *Link) writeCredit(id uint64, total uint64) {
 // (its reader then fails the pending calls).
 func (l *Link) writeCtl(b []byte) {
 	l.wmu.Lock()
-	_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
-	_, err := l.conn.Write(b)
+	err := l.writeLocked([][]byte{b})
 	l.wmu.Unlock()
 	if err != nil {
 		_ = l.conn.Close()
@@ -209,7 +231,7 @@ func (l *Link) Pending() int {
 // with err(cause). It returns the read error (io.EOF on a clean close).
 func (l *Link) run(deathErr func(error) *compat.DirtyError) error {
 	// Buffered: a small answer's header and payload arrive in one read.
-	r := bufio.NewReaderSize(l.conn, 64*1024)
+	r := bufio.NewReaderSize(l.reader(), 64*1024)
 	var readErr error
 	for {
 		h, payload, err := readLinkFrame(r, &l.bufs)
