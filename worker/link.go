@@ -83,7 +83,7 @@ type Link struct {
 	events LinkEvents
 	pid    int
 
-	wmu sync.Mutex // serialises frame writes
+	out *linkWriter // serialises and batches frame writes
 
 	bufs bufPool   // large answer payloads, recycled by Release
 	mark *readMark // last request the worker read (nil: unknown)
@@ -97,6 +97,7 @@ type Link struct {
 func newLink(conn net.Conn, pid int, events LinkEvents) *Link {
 	l := &Link{conn: conn, events: events, pid: pid, pending: map[uint64]*Call{}}
 	l.raw, _ = rawio.New(conn)
+	l.out = newLinkWriter(l.writeBufs)
 	return l
 }
 
@@ -108,9 +109,9 @@ func (l *Link) reader() io.Reader {
 	return l.conn
 }
 
-// writeLocked writes bufs to the worker; l.wmu must be held. The write
+// writeBufs writes bufs to the worker (called by l.out only). The write
 // deadline is armed only if the worker's socket is full.
-func (l *Link) writeLocked(bufs [][]byte) error {
+func (l *Link) writeBufs(bufs [][]byte) error {
 	if l.raw != nil {
 		_, err := l.raw.Writev(bufs, linkWriteTimeout)
 		return err
@@ -137,9 +138,7 @@ func (l *Link) Start(payload []byte) (*Call, error) {
 
 	var hdr [compat.HeaderSize]byte
 	compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgRequest, Length: uint32(len(payload)), ID: c.id})
-	l.wmu.Lock()
-	err := l.writeLocked([][]byte{hdr[:], payload})
-	l.wmu.Unlock()
+	err := l.out.send(true, hdr[:], payload)
 	if err != nil {
 		_ = l.conn.Close()
 		// The worker never got the whole request, so it cannot have run
@@ -190,9 +189,7 @@ func (l *Link) writeCredit(id uint64, total uint64) {
 // writeCtl sends a small control frame; a failed write closes the link
 // (its reader then fails the pending calls).
 func (l *Link) writeCtl(b []byte) {
-	l.wmu.Lock()
-	err := l.writeLocked([][]byte{b})
-	l.wmu.Unlock()
+	err := l.out.send(false, b)
 	if err != nil {
 		_ = l.conn.Close()
 	}
