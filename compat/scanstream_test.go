@@ -85,8 +85,8 @@ func req(t *testing.T, kv ...any) []byte {
 }
 
 func TestStreamScanMatchesScanRequest(t *testing.T) {
-	bigStr := strings.Repeat("é", 40000)          // 2-byte runes across every boundary
-	bigStr3 := strings.Repeat("€x", 30000)         // 3-byte runes
+	bigStr := strings.Repeat("é", 40000)             // 2-byte runes across every boundary
+	bigStr3 := strings.Repeat("€x", 30000)           // 3-byte runes
 	bigStr4 := strings.Repeat("\U0001F600ab", 20000) // 4-byte runes
 	good := [][]byte{
 		req(t, "app_path", "a:A", "action", "run", "args", []any{bigStr}, "kwargs", NewDict()),
