@@ -43,7 +43,23 @@ func (c *clientConn) serve() {
 	r := bufio.NewReaderSize(src, readBufferSize)
 	var buf []byte
 	for {
-		h, payload, err := compat.ReadFrame(r, buf)
+		h, err := compat.ReadHeader(r)
+		if err != nil {
+			c.readFailed(h, err)
+			return
+		}
+		if h.Type == compat.MsgRequest && h.Length > streamMin {
+			// A large request is forwarded while it arrives.
+			if !c.setBusy(true) {
+				return
+			}
+			ok := c.handleStreamed(r, h)
+			if !ok || !c.setBusy(false) || c.isBroken() {
+				return
+			}
+			continue
+		}
+		payload, err := compat.ReadPayload(r, h, buf)
 		if err != nil {
 			c.readFailed(h, err)
 			return
@@ -125,7 +141,11 @@ func (c *clientConn) serveLocal(h compat.Header, payload []byte, svc Service) {
 }
 
 func (c *clientConn) handleRequest(id uint64, payload []byte) {
-	started := c.s.metrics.CallStarted()
+	c.serveRequest(id, payload, c.s.metrics.CallStarted())
+}
+
+// serveRequest scans, routes and relays a whole request.
+func (c *clientConn) serveRequest(id uint64, payload []byte, started time.Time) {
 	route, err := compat.ScanRequest(payload)
 	if err != nil {
 		c.write(compat.ErrProtocol(err).Frame(id))
@@ -143,7 +163,7 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 	}
 	var outcome string
 	for attempt := 0; ; attempt++ {
-		w, call, derr := c.dispatch(app, payload)
+		w, call, derr := c.dispatch(app, payload, -1)
 		if derr != nil {
 			c.write(derr.Frame(id))
 			outcome = OutcomeNoWorkers

@@ -36,10 +36,12 @@ const maxReroutes = 3
 // outcomeReroute is relay's answer for a call to route again.
 const outcomeReroute = "reroute"
 
-// dispatch acquires a worker and starts the call on it. A worker that died
-// between being picked and being written to never saw the call, so the
-// call is routed again rather than failed.
-func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *worker.Call, *compat.DirtyError) {
+// dispatch acquires a worker and starts the call on it, with the whole
+// request payload, or (streamTotal >= 0) with the first piece of a request
+// of streamTotal bytes whose other pieces follow through Link.SendMore. A
+// worker that died between being picked and being written to never saw
+// the call, so the call is routed again rather than failed.
+func (c *clientConn) dispatch(app string, payload []byte, streamTotal int) (*worker.Process, *worker.Call, *compat.DirtyError) {
 	timeout := c.s.cfg.Timeout
 	for {
 		w, ok, err := c.s.router.TryAcquire(app)
@@ -49,7 +51,12 @@ func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *wor
 		if err != nil {
 			return nil, nil, errorFor(err, app, timeout)
 		}
-		call, err := w.Link().Start(payload)
+		var call *worker.Call
+		if streamTotal >= 0 {
+			call, err = w.Link().StartStream(streamTotal, payload)
+		} else {
+			call, err = w.Link().Start(payload)
+		}
 		if err == nil {
 			return w, call, nil
 		}

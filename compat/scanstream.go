@@ -62,12 +62,13 @@ func (s *StreamScan) EarlyRoute() (string, bool) { return string(s.early), s.ear
 
 // Scan consumes the whole payload and returns its route, or the error
 // ScanRequest would give. On a protocol error the rest of the payload is
-// still consumed (and emitted), so the connection stays in step. Read
-// failures come back as *StreamReadError; an Emit failure is returned as is.
+// still consumed (and dropped, not emitted), so the connection stays in
+// step. Read failures come back as *StreamReadError; an Emit failure is
+// returned as is. The last piece is emitted by Finish.
 func (s *StreamScan) Scan() (RequestRoute, error) {
 	rr, err := s.scan()
 	var pe *ProtocolError
-	if errors.As(err, &pe) || errors.Is(err, ErrAppPathTooLong) {
+	if errors.As(err, &pe) {
 		// The rest is read and dropped: nothing more goes to the worker.
 		s.discard = true
 		s.piece = s.piece[:0]
@@ -76,11 +77,13 @@ func (s *StreamScan) Scan() (RequestRoute, error) {
 		}
 		return rr, err
 	}
-	if err == nil {
-		err = s.flush()
-	}
 	return rr, err
 }
+
+// Finish emits the last piece. It is separate from Scan so that the
+// caller can still abort a forwarded request after looking at the route:
+// until Finish the receiver has not got the whole payload.
+func (s *StreamScan) Finish() error { return s.flush() }
 
 func (s *StreamScan) flush() error {
 	if len(s.piece) == 0 || s.discard {

@@ -27,6 +27,11 @@ func streamScan(payload []byte, oneByte bool, pieceSize int) (RequestRoute, []by
 		return nil
 	})
 	rr, err := s.Scan()
+	if err == nil {
+		if ferr := s.Finish(); ferr != nil {
+			panic(ferr)
+		}
+	}
 	early, known := s.EarlyRoute()
 	if rest, _ := rd.Peek(1); len(rest) != 0 {
 		panic("payload not consumed to its end")

@@ -125,34 +125,46 @@ func (l *Link) writeBufs(bufs [][]byte) error {
 // Start sends a REQUEST with the client's original payload and returns
 // the call whose Frames carry the answer.
 func (l *Link) Start(payload []byte) (*Call, error) {
+	c, err := l.register()
+	if err != nil {
+		return nil, err
+	}
+	var hdr [compat.HeaderSize]byte
+	compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgRequest, Length: uint32(len(payload)), ID: c.id})
+	if err := l.out.send(true, hdr[:], payload); err != nil {
+		return l.unsent(c, err)
+	}
+	return c, nil
+}
+
+// register gives a new call its link id.
+func (l *Link) register() (*Call, error) {
 	c := newCall()
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
-		l.mu.Unlock()
 		return nil, ErrLinkClosed
 	}
 	l.nextID++
 	c.id = l.nextID
 	l.pending[c.id] = c
-	l.mu.Unlock()
-
-	var hdr [compat.HeaderSize]byte
-	compat.PutHeader(hdr[:], compat.Header{Type: compat.MsgRequest, Length: uint32(len(payload)), ID: c.id})
-	err := l.out.send(true, hdr[:], payload)
-	if err != nil {
-		_ = l.conn.Close()
-		// The worker never got the whole request, so it cannot have run
-		// it: unless the reader already failed the call, hand it back to
-		// be routed to another worker.
-		l.mu.Lock()
-		_, mine := l.pending[c.id]
-		delete(l.pending, c.id)
-		l.mu.Unlock()
-		if mine {
-			return nil, fmt.Errorf("%w: %v", ErrLinkClosed, err)
-		}
-	}
 	return c, nil
+}
+
+// unsent handles a call whose request could not be written: the worker
+// never got the whole request, so it cannot have run it. Unless the
+// reader already failed the call, it is handed back to be routed to
+// another worker.
+func (l *Link) unsent(c *Call, err error) (*Call, error) {
+	_ = l.conn.Close()
+	l.mu.Lock()
+	_, mine := l.pending[c.id]
+	delete(l.pending, c.id)
+	l.mu.Unlock()
+	if mine {
+		return nil, fmt.Errorf("%w: %v", ErrLinkClosed, err)
+	}
+	return c, nil // its failure is already queued
 }
 
 // Abandon tells the link the caller no longer listens to c. The worker is

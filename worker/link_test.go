@@ -201,3 +201,47 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestLinkStreamsARequestInPieces(t *testing.T) {
+	l, w, _, _ := newTestLink(t)
+	cf := startStreamAsync(t, l, 10, []byte("abc"))
+	h, p := w.read()
+	if h.Type != msgReqBegin || binary.BigEndian.Uint32(p) != 10 || string(p[4:]) != "abc" {
+		t.Fatalf("begin: %v %q", h, p)
+	}
+	c := cf()
+	go func() {
+		if err := l.SendMore(c, []byte("defghij")); err != nil {
+			t.Errorf("send more: %v", err)
+		}
+	}()
+	h2, p2 := w.read()
+	if h2.Type != msgReqMore || h2.ID != h.ID || string(p2) != "defghij" {
+		t.Fatalf("more: %v %q", h2, p2)
+	}
+	w.send(compat.MsgResponse, h.ID, []byte("ok"))
+	if f := nextFrame(t, c); string(f.Payload) != "ok" || !f.Final() {
+		t.Fatalf("answer %+v", f)
+	}
+}
+
+func startStreamAsync(t *testing.T, l *Link, total int, first []byte) func() *Call {
+	t.Helper()
+	ch := make(chan *Call, 1)
+	go func() {
+		c, err := l.StartStream(total, first)
+		if err != nil {
+			t.Errorf("start stream: %v", err)
+		}
+		ch <- c
+	}()
+	return func() *Call {
+		select {
+		case c := <-ch:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("start stream did not return")
+			return nil
+		}
+	}
+}

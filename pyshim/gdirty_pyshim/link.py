@@ -36,6 +36,13 @@ MSG_FRAME_MORE = 0x44
 # gdirty -> worker: payload uint64 = answer bytes of this call gdirty has
 # written to its client so far (cumulative).
 MSG_CREDIT = 0x45
+# gdirty -> worker: a large request in pieces as it arrives from the client.
+# REQ_BEGIN's payload is the total payload length (uint32) followed by the
+# first piece; REQ_MORE carries the next pieces. The call runs once the
+# total has arrived; a CANCEL before that drops it.
+MSG_REQ_BEGIN = 0x46
+MSG_REQ_MORE = 0x47
+REQ_TOTAL = struct.Struct(">I")
 
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
