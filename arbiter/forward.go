@@ -84,7 +84,6 @@ func (c *clientConn) acquireWaiting(app string, timeout time.Duration) (*worker.
 func (s *Server) relayAnswer(out answerSink, b *answerBatch, id uint64, w *worker.Process, call *worker.Call, mayReroute bool) string {
 	link := w.Link()
 	timeout := s.cfg.Timeout
-	var timer *time.Timer
 	var expired <-chan time.Time
 	// midFrame: a header went out whose payload is not complete yet; the
 	// client's byte stream cannot take an error frame any more.
@@ -98,12 +97,11 @@ func (s *Server) relayAnswer(out answerSink, b *answerBatch, id uint64, w *worke
 			return OutcomeClient
 		}
 		if !ok {
-			// The timer is made only once the answer is not ready at
-			// once, and then reused for the call's later frames.
-			if timer == nil && timeout > 0 {
-				timer = time.NewTimer(timeout)
-				defer timer.Stop()
-				expired = timer.C
+			// The timer is armed only once the answer is not ready at
+			// once; the connection's one timer serves all its calls.
+			if expired == nil && timeout > 0 {
+				expired = b.arm(timeout)
+				defer b.timer.Stop()
 			}
 			select {
 			case <-call.Ready():
@@ -154,14 +152,16 @@ func (s *Server) relayAnswer(out answerSink, b *answerBatch, id uint64, w *worke
 		if final {
 			return outcome
 		}
-		if timer != nil {
-			timer.Reset(timeout)
+		if expired != nil {
+			b.timer.Reset(timeout)
 		}
 	}
 }
 
-// answerBatch collects answer frames and pieces for one write.
+// answerBatch collects answer frames and pieces for one write. It lives
+// as long as its connection, and carries the connection's timeout timer.
 type answerBatch struct {
+	timer  *time.Timer
 	bufs   net.Buffers
 	frames []worker.Frame
 	hdrs   [maxBatch][compat.HeaderSize]byte
@@ -173,6 +173,16 @@ const (
 	maxBatch      = 32
 	maxBatchBytes = 4 << 20
 )
+
+// arm starts the timer (made on first use) for d.
+func (b *answerBatch) arm(d time.Duration) <-chan time.Time {
+	if b.timer == nil {
+		b.timer = time.NewTimer(d)
+	} else {
+		b.timer.Reset(d)
+	}
+	return b.timer.C
+}
 
 func (b *answerBatch) room() bool { return len(b.frames) < maxBatch && b.bytes < maxBatchBytes }
 
