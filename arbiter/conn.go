@@ -146,6 +146,7 @@ func (c *clientConn) handleRequest(id uint64, payload []byte) {
 
 // serveRequest scans, routes and relays a whole request.
 func (c *clientConn) serveRequest(id uint64, payload []byte, started time.Time) {
+	c.s.calls.Add(1)
 	route, err := compat.ScanRequest(payload)
 	if err != nil {
 		c.write(compat.ErrProtocol(err).Frame(id))

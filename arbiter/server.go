@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -61,6 +62,10 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup
 	listener net.Listener
+
+	// calls counts calls received, so that idle memory release knows
+	// when a load has ended.
+	calls atomic.Uint64
 }
 
 // NewServer returns a server; its Observer must be given to the pool.
@@ -122,6 +127,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, s.shutdown)
 	defer stop()
+	go s.releaseIdleMemory(ctx)
 	for {
 		conn, err := l.Accept()
 		if err != nil {

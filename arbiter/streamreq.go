@@ -60,6 +60,7 @@ func (f *streamForward) emit(p []byte) error {
 // false when the connection must close.
 func (c *clientConn) handleStreamed(r *bufio.Reader, h compat.Header) bool {
 	started := c.s.metrics.CallStarted()
+	c.s.calls.Add(1)
 	f := &streamForward{c: c, total: int(h.Length)}
 	f.scan = compat.NewStreamScan(r, f.total, requestPiece, f.emit)
 	route, err := f.scan.Scan()

@@ -105,7 +105,9 @@ def main():
             if s == "idle":
                 time.sleep(10)
                 mem = procs.proc_mem_kib(arb.arbiter_pid)
-                print(f"{arb.kind:8} idle    RSS {mem['VmRSS'] / 1024:.1f} MiB", flush=True)
+                print(f"{arb.kind:8} idle    RSS {mem['VmRSS'] / 1024:.1f} MiB (anon "
+                      f"{mem.get('RssAnon', 0) / 1024:.1f}, file {mem.get('RssFile', 0) / 1024:.1f})",
+                      flush=True)
                 continue
             name, conc, calls = s.split(":")
             step(arb, name, int(conc), int(calls))

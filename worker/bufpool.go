@@ -15,35 +15,30 @@ const (
 	minPooled = 4 << 10 // smaller payloads are cheaper to allocate
 )
 
-// bufPool keeps a few payload buffers of one link for reuse.
+// bufPool keeps payload buffers of one link for reuse. Piece buffers live
+// in a sync.Pool, so the garbage collector drops them once the link is
+// idle: an arbiter that served large answers does not keep their buffers.
 type bufPool struct {
 	mu     sync.Mutex
 	free   [][]byte // large whole frames
-	pieces [][]byte // pieceBuf-sized
+	pieces sync.Pool
 }
 
-// maxPooled bounds the idle large buffers kept per link; maxPieces the
-// idle piece buffers (a call holds at most creditWindow of them in flight).
-const (
-	maxPooled = 2
-	maxPieces = 8
-)
+// maxPooled bounds the idle large buffers kept per link.
+const maxPooled = 2
 
 // pooled reports whether a payload of n bytes is read into a pool buffer.
 func pooled(n int) bool { return n >= minPooled }
 
 func (p *bufPool) get(n int) []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if n <= pieceBuf {
-		if k := len(p.pieces); k > 0 {
-			b := p.pieces[k-1]
-			p.pieces[k-1] = nil
-			p.pieces = p.pieces[:k-1]
+		if b, ok := p.pieces.Get().(*[pieceBuf]byte); ok {
 			return b[:n]
 		}
-		return make([]byte, n, pieceBuf)
+		return new([pieceBuf]byte)[:n]
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i, b := range p.free {
 		if cap(b) >= n {
 			p.free = append(p.free[:i], p.free[i+1:]...)
@@ -54,17 +49,15 @@ func (p *bufPool) get(n int) []byte {
 }
 
 func (p *bufPool) put(b []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if cap(b) == pieceBuf {
-		if len(p.pieces) < maxPieces {
-			p.pieces = append(p.pieces, b[:0])
-		}
+		p.pieces.Put((*[pieceBuf]byte)(b[:pieceBuf]))
 		return
 	}
 	if cap(b) < largePayload {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if len(p.free) < maxPooled {
 		p.free = append(p.free, b[:0])
 		return
