@@ -181,7 +181,8 @@ class Link:
         if n > MAX_MESSAGE_SIZE:
             raise FrameTooLarge(n)
         flow = self._flows.get(link_id) if link_id else None
-        if n <= PIECE_SIZE:
+        # Link-level messages (id 0: READY, HEARTBEAT) always go whole.
+        if n <= PIECE_SIZE or not link_id:
             if flow is not None and n:
                 self._reserve(flow, n, piece=False)
             head = HEADER.pack(MAGIC, VERSION, mtype, n, link_id)
