@@ -46,10 +46,12 @@ BLOB64 = 64 * MIB - 64
 PROFILES = {
     "full": dict(runs=3, warmup=0.5, duration=3.0, kill_duration=3.0, kill_at=1.0,
                  kill_timeout=10.0, overload_duration=3.0, overload_timeout=10.0,
-                 slow_import=None, slow_init=None, settle=1.0, prime=0.5, long_call_min=3.0),
+                 slow_import=None, slow_init=None, settle=1.0, prime=0.5, long_call_min=3.0,
+                 after_load_wait=10.0),
     "smoke": dict(runs=1, warmup=0.05, duration=0.3, kill_duration=0.6, kill_at=0.2,
                   kill_timeout=3.0, overload_duration=0.4, overload_timeout=3.0,
-                  slow_import=0.2, slow_init=0.05, settle=0.1, prime=0, long_call_min=1.0),
+                  slow_import=0.2, slow_init=0.05, settle=0.1, prime=0, long_call_min=1.0,
+                  after_load_wait=1.0),
 }
 
 SCENARIOS = ["echo", "sleep", "stream", "blob", "rss", "overload", "kill",
@@ -354,9 +356,10 @@ class Bench:
                     name: max((f.get("arbiter_rss_max_kib") or 0) for f in rs)
                     for name, rs in sc["runs"].items() if name != "direct"}
             if rss:
-                time.sleep(p["settle"])
-                rss["after_load"] = {a.kind: self.procs.proc_mem_kib(a.arbiter_pid)
-                                     for a in (gd, gu)}
+                # Issue 13's figure: back to idle + 2 MiB within 10 s of the
+                # load ending (the last reading, and when it was taken).
+                rss["after_load"], rss["after_load_s"] = self.settle_rss(
+                    (gd, gu), rss.get("idle", {}), p["after_load_wait"])
                 self.results["scenarios"]["rss"] = rss
             if "overload" in want:
                 self.scenario_overload(gu)
@@ -382,6 +385,24 @@ class Bench:
         meta["machine_busy_overall"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
         meta["wall_s"] = time.perf_counter() - t0
         return self.results
+
+    def settle_rss(self, arbs, idle, wait):
+        """Poll each arbiter's RSS until it is within 2 MiB of its idle RSS
+        or ``wait`` seconds have passed since the load ended."""
+        t0 = time.perf_counter()
+        last, when = {}, {}
+        pending = list(arbs)
+        while True:
+            now = time.perf_counter() - t0
+            for a in list(pending):
+                mem = self.procs.proc_mem_kib(a.arbiter_pid)
+                last[a.kind], when[a.kind] = mem, now
+                base = idle.get(a.kind, {}).get("VmRSS")
+                if base is not None and mem.get("VmRSS", 0) <= base + 2048:
+                    pending.remove(a)
+            if not pending or now >= wait:
+                return last, when
+            time.sleep(0.25)
 
     def scenario_overload(self, gu):
         """Offered load at 4x the pool's capacity (sleep 10 ms on 2 workers x
