@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -32,7 +33,14 @@ type clientConn struct {
 	batch answerBatch
 }
 
-const readBufferSize = 64 * 1024
+// readBufferSize is each connection's read buffer: requests are small as
+// a rule, larger payloads are read straight into their own buffer (or
+// forwarded in pieces), and an idle connection should cost little.
+const readBufferSize = 16 << 10
+
+// keptPayloadBuf bounds the payload buffer a connection keeps between
+// requests.
+const keptPayloadBuf = 256 << 10
 
 func (c *clientConn) serve() {
 	defer c.conn.Close()
@@ -64,7 +72,7 @@ func (c *clientConn) serve() {
 			c.readFailed(h, err)
 			return
 		}
-		if cap(payload) > cap(buf) && cap(payload) <= 4*readBufferSize {
+		if cap(payload) > cap(buf) && cap(payload) <= keptPayloadBuf {
 			buf = payload[:0] // keep modest buffers for the next frame
 		}
 		if !c.setBusy(true) {
@@ -73,6 +81,13 @@ func (c *clientConn) serve() {
 		c.handle(h, payload)
 		if !c.setBusy(false) || c.isBroken() {
 			return
+		}
+		if r.Buffered() == 0 {
+			// Let the other runnable goroutines go first: by the time
+			// this one reads again, its client (another process) has
+			// often sent its next request, and the read finds it instead
+			// of failing with EAGAIN and parking on the poller.
+			runtime.Gosched()
 		}
 	}
 }
