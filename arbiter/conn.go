@@ -82,11 +82,12 @@ func (c *clientConn) serve() {
 		if !c.setBusy(false) || c.isBroken() {
 			return
 		}
-		if r.Buffered() == 0 {
-			// Let the other runnable goroutines go first: by the time
-			// this one reads again, its client (another process) has
-			// often sent its next request, and the read finds it instead
-			// of failing with EAGAIN and parking on the poller.
+		if r.Buffered() == 0 && c.s.inCall.Load() > 0 {
+			// Let the other connections' goroutines go first: by the
+			// time this one reads again, its client (another process)
+			// has often sent its next request, and the read finds it
+			// instead of failing with EAGAIN and parking on the poller.
+			// (With no other call in progress there is nobody to let go.)
 			runtime.Gosched()
 		}
 	}
@@ -273,6 +274,13 @@ func (c *clientConn) isBroken() bool {
 // closing and the connection should end.
 func (c *clientConn) setBusy(b bool) bool {
 	c.mu.Lock()
+	if b != c.busy {
+		if b {
+			c.s.inCall.Add(1)
+		} else {
+			c.s.inCall.Add(-1)
+		}
+	}
 	c.busy = b
 	c.mu.Unlock()
 	return !c.s.isClosing()

@@ -64,8 +64,9 @@ type Server struct {
 	listener net.Listener
 
 	// calls counts calls received, so that idle memory release knows
-	// when a load has ended.
-	calls atomic.Uint64
+	// when a load has ended; inCall counts connections in a call.
+	calls  atomic.Uint64
+	inCall atomic.Int32
 }
 
 // NewServer returns a server; its Observer must be given to the pool.
