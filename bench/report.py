@@ -133,8 +133,12 @@ def targets(res):
                          f"{f(peak / KIB_PER_MIB)} MiB (gunicorn {f(gu / KIB_PER_MIB if gu else None)} MiB)",
                          peak <= goal * 1024))
     p64 = peak_kib(res, "blob_64MiB", "gdirty")
+    p16 = max((p for p in (p16, peak_kib(res, "blob_16MiB_c4", "gdirty")) if p), default=None)
     if p64 is not None and p16 is not None:
-        rows.append(("arbiter peak RSS, 64 MiB blobs", "no higher than with 16 MiB (+1 MiB noise)",
+        # The scenario runs right after the 16 MiB ones, whose memory may
+        # not be released yet when its high-water mark is reset.
+        rows.append(("arbiter peak RSS, 64 MiB blobs",
+                     "no higher than with 16 MiB blobs (c=1 or 4; +1 MiB noise)",
                      f"{f(p64 / KIB_PER_MIB)} vs {f(p16 / KIB_PER_MIB)} MiB",
                      p64 <= p16 + 1024))
 
@@ -344,6 +348,11 @@ def render(res):
         if s in sc:
             out.append(f"## blob of {label}, concurrency {c}\n")
             out.append(throughput_table(res, s, "MiB/s", unit_key="units_per_s", ms=True))
+            if s == "blob_64MiB":
+                out.append("\n(gunicorn's sync client reads a frame with `data += chunk`, which is "
+                           "quadratic in the number of reads: one 64 MiB answer takes it longer "
+                           "than the load window, so few or no calls complete inside it. The "
+                           "figure this scenario is for is the arbiter's peak RSS.)")
             out.append("")
     if "stream_1000x64" in sc:
         out.append("## stream of 1000 chunks x 64 B, concurrency 1\n")
