@@ -18,7 +18,9 @@ const idleCheck = 3 * time.Second
 func (s *Server) releaseIdleMemory(ctx context.Context) {
 	t := time.NewTicker(idleCheck)
 	defer t.Stop()
-	last, released := s.calls.Load(), true
+	// Start-up (config, pyshim, spawning) leaves garbage too: released
+	// once the first quiet period is seen.
+	last, released := s.calls.Load(), false
 	for {
 		select {
 		case <-ctx.Done():
