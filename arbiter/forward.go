@@ -167,6 +167,7 @@ type answerBatch struct {
 	hdrs   [maxBatch][compat.HeaderSize]byte
 	nhdr   int
 	bytes  int
+	cost   int
 }
 
 const (
@@ -198,12 +199,13 @@ func (b *answerBatch) add(f worker.Frame, id uint64) {
 	}
 	b.frames = append(b.frames, f)
 	b.bytes += len(f.Payload)
+	b.cost += len(f.Payload) + worker.FrameCost
 }
 
-// release hands the batch's buffers back to the link and returns the
-// payload bytes it held.
+// release hands the batch's buffers back to the link and returns what it
+// counted against the call's window (payload plus worker.FrameCost per frame).
 func (b *answerBatch) release(link *worker.Link) int {
-	n := b.bytes
+	n := b.cost
 	for i := range b.frames {
 		link.Release(b.frames[i])
 		b.frames[i] = worker.Frame{}
@@ -211,7 +213,7 @@ func (b *answerBatch) release(link *worker.Link) int {
 	for i := range b.bufs {
 		b.bufs[i] = nil
 	}
-	b.frames, b.bufs, b.nhdr, b.bytes = b.frames[:0], b.bufs[:0], 0, 0
+	b.frames, b.bufs, b.nhdr, b.bytes, b.cost = b.frames[:0], b.bufs[:0], 0, 0, 0
 	return n
 }
 

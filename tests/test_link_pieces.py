@@ -50,17 +50,21 @@ def test_large_answer_goes_in_pieces_under_the_window(pair):
     t = threading.Thread(target=lk.write, args=(L.MSG_RESPONSE, 7, payload))
     t.start()
     got = bytearray()
+    cost = 0  # what gdirty counts: payload plus FRAME_COST per piece
     mtype, lid, first = read_frame(peer)
     assert (mtype, lid) == (L.MSG_FRAME_BEGIN, 7)
     rtype, total = L.BEGIN.unpack_from(first)
     assert (rtype, total) == (L.MSG_RESPONSE, len(payload))
     got += first[L.BEGIN.size:]
+    cost += len(first) - L.BEGIN.size + L.FRAME_COST
     # Without credit the worker stops at the window.
-    while len(got) < L.CREDIT_WINDOW:
+    window_pieces = L.CREDIT_WINDOW // (L.PIECE_SIZE + L.FRAME_COST)
+    while len(got) < window_pieces * L.PIECE_SIZE:
         mtype, lid, piece = read_frame(peer)
         assert (mtype, lid) == (L.MSG_FRAME_MORE, 7) and len(piece) <= L.PIECE_SIZE
         got += piece
-    assert len(got) == L.CREDIT_WINDOW
+        cost += len(piece) + L.FRAME_COST
+    assert cost <= L.CREDIT_WINDOW
     peer.settimeout(0.2)
     with pytest.raises(socket.timeout):
         peer.recv(1)  # nothing more until credited (a bounded look, not a timing claim)
@@ -68,14 +72,45 @@ def test_large_answer_goes_in_pieces_under_the_window(pair):
     assert t.is_alive(), "the sender must be waiting for credit"
     while len(got) < len(payload):
         # What the serve loop does on a CREDIT from gdirty.
-        lk.credit(7, struct.pack(">Q", len(got)))
-        limit = min(len(payload), len(got) + L.CREDIT_WINDOW)
-        while len(got) < limit:
+        lk.credit(7, struct.pack(">Q", cost))
+        limit = cost + L.CREDIT_WINDOW
+        while len(got) < len(payload) and cost + L.PIECE_SIZE + L.FRAME_COST <= limit:
             mtype, lid, piece = read_frame(peer)
             assert (mtype, lid) == (L.MSG_FRAME_MORE, 7)
             got += piece
+            cost += len(piece) + L.FRAME_COST
     t.join(10)
     assert bytes(got) == payload
+
+
+def test_tiny_chunks_count_against_the_window_final_frames_never_wait(pair):
+    lk, peer = pair
+    lk.open_call(5)
+    sent = []
+
+    def stream():
+        for i in range(L.CREDIT_WINDOW // L.FRAME_COST + 10):
+            lk.write(L.MSG_CHUNK, 5, b"")
+            sent.append(i)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    n = L.CREDIT_WINDOW // L.FRAME_COST
+    for _ in range(n):
+        assert read_frame(peer) == (L.MSG_CHUNK, 5, b"")
+    peer.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        peer.recv(1)  # empty chunks still fill the window
+    peer.settimeout(10)
+    assert t.is_alive()
+    lk.credit(5, struct.pack(">Q", n * L.FRAME_COST))
+    t.join(10)
+    for _ in range(10):
+        assert read_frame(peer) == (L.MSG_CHUNK, 5, b"")
+    lk.write(L.MSG_END, 5)  # over the window again? final frames go anyway
+    lk.write(L.MSG_ERROR, 5, b"e" * 100)
+    assert read_frame(peer) == (L.MSG_END, 5, b"")
+    assert read_frame(peer)[0] == L.MSG_ERROR
 
 
 def test_cancel_stops_a_sender_waiting_for_credit(pair):
@@ -91,10 +126,8 @@ def test_cancel_stops_a_sender_waiting_for_credit(pair):
 
     t = threading.Thread(target=send)
     t.start()
-    seen = 0
-    while seen < L.CREDIT_WINDOW:
-        _, _, p = read_frame(peer)
-        seen += len(p) - (L.BEGIN.size if seen == 0 else 0)
+    for _ in range(L.CREDIT_WINDOW // (L.PIECE_SIZE + L.FRAME_COST)):
+        read_frame(peer)  # the window's worth of pieces; then it waits
     lk.cancel(9)
     t.join(10)
     assert errors == ["cancelled"]

@@ -19,10 +19,12 @@ import (
 // A frame is complete once its pieces add up to its total. Whole frames of
 // gunicorn's answer types still work for any size (small answers use them).
 //
-// The worker keeps at most creditWindow answer bytes of one call unacknowledged;
-// gdirty acknowledges (msgCredit, payload: cumulative bytes written to the
-// client, uint64 BE) as it writes them out, so what a call holds in gdirty
-// is bounded however slow its client is.
+// The worker keeps at most creditWindow (1 MiB) of one call's answer
+// unacknowledged, each frame or piece counting its payload plus FrameCost;
+// gdirty acknowledges (msgCredit, payload: the cumulative count written to
+// the client, uint64 BE) as it writes them out, so what a call holds in
+// gdirty is bounded however slow its client is. Final frames are counted
+// but never held back.
 const (
 	msgFrameBegin compat.MsgType = 0x43
 	msgFrameMore  compat.MsgType = 0x44
@@ -30,6 +32,11 @@ const (
 )
 
 const (
+	// FrameCost is what every answer frame or piece of a call counts
+	// against its window besides its payload (FRAME_COST in link.py, which
+	// must agree exactly): queued frames cost gdirty more than their
+	// payload, so a stream of tiny chunks is bounded too.
+	FrameCost = 64
 	// beginPrefix is the type byte and total length in front of the first piece.
 	beginPrefix = 5
 	// maxPiece bounds one piece; the worker sends 64 KiB pieces.

@@ -182,9 +182,10 @@ func (l *Link) drop(c *Call) {
 	}
 }
 
-// Consumed tells the link the caller passed n answer bytes of c on (to its
-// client); the worker gets an acknowledgement each creditStep bytes, which
-// is what lets it send more of a large answer.
+// Consumed tells the link the caller passed n of c's answer on to its
+// client, counted as the worker counts it (payload plus FrameCost per frame
+// or piece); the worker gets an acknowledgement each creditStep, which is
+// what lets it send more of a large answer.
 func (l *Link) Consumed(c *Call, n int) {
 	if total, due := c.consumed(n); due {
 		l.writeCredit(c.id, total)

@@ -53,6 +53,10 @@ PIECE_SIZE = 64 * 1024
 # gdirty; a call whose client reads slowly waits here (its thread only).
 # Must exceed gdirty's acknowledgement step (256 KiB) plus one piece.
 CREDIT_WINDOW = 1024 * 1024
+# Every frame (or piece) counts its payload plus this much against the
+# window, on both sides: gdirty's memory per queued frame is not just its
+# payload, so a stream of tiny chunks is bounded too.
+FRAME_COST = 64
 BEGIN = struct.Struct(">BI")
 CREDIT = struct.Struct(">Q")
 
@@ -156,10 +160,11 @@ class Link:
             self._closed = True
             self._fcv.notify_all()
 
-    def _reserve(self, flow, n, piece):
-        """Wait until n more bytes fit in the call's window. A piece of a
-        fragmented answer is not sent once the call is cancelled (the
-        caller ends the call instead); whole frames always are."""
+    def _reserve(self, flow, cost, piece, wait):
+        """Count cost against the call's window, first waiting (if wait)
+        until it fits. A piece of a fragmented answer is not sent once the
+        call is cancelled (the caller ends the call instead); final frames
+        never wait: they must always go out."""
         with self._fcv:
             while True:
                 if piece and flow.cancelled:
@@ -167,8 +172,8 @@ class Link:
                 if self._closed:
                     raise LinkClosed()
                 outstanding = flow.sent - flow.credited
-                if outstanding <= 0 or outstanding + n <= CREDIT_WINDOW:
-                    flow.sent += n
+                if not wait or outstanding <= 0 or outstanding + cost <= CREDIT_WINDOW:
+                    flow.sent += cost
                     return
                 if flow.cancelled:
                     raise Cancelled()
@@ -183,8 +188,8 @@ class Link:
         flow = self._flows.get(link_id) if link_id else None
         # Link-level messages (id 0: READY, HEARTBEAT) always go whole.
         if n <= PIECE_SIZE or not link_id:
-            if flow is not None and n:
-                self._reserve(flow, n, piece=False)
+            if flow is not None:
+                self._reserve(flow, n + FRAME_COST, piece=False, wait=mtype == MSG_CHUNK)
             head = HEADER.pack(MAGIC, VERSION, mtype, n, link_id)
             with self._wlock:
                 self.sock.sendall(head + payload if n else head)
@@ -193,7 +198,7 @@ class Link:
         for off in range(0, n, PIECE_SIZE):
             piece = view[off:off + PIECE_SIZE]
             if flow is not None:
-                self._reserve(flow, len(piece), piece=True)
+                self._reserve(flow, len(piece) + FRAME_COST, piece=True, wait=True)
             if off == 0:
                 head = HEADER.pack(MAGIC, VERSION, MSG_FRAME_BEGIN,
                                    BEGIN.size + len(piece), link_id)
