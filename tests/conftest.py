@@ -180,8 +180,10 @@ def gdirty_bin():
         pytest.fail("the Go toolchain ('go') is required to build bin/gdirty "
                     "for the interop suite, and it is not on PATH")
     GDIRTY_BIN.parent.mkdir(exist_ok=True)
+    # Built as the Makefile builds it (static, no cgo).
     res = subprocess.run([go, "build", "-o", str(GDIRTY_BIN), "./cmd/gdirty"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, CGO_ENABLED="0"))
     if res.returncode != 0:
         pytest.fail(f"go build ./cmd/gdirty failed ({res.returncode}):\n"
                     f"{res.stdout}\n{res.stderr}")
