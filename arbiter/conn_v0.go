@@ -16,9 +16,11 @@ import (
 // through clientConn.writeFrame and clientConn.writeError, which defer to
 // the format when one is set.
 type answerFormat interface {
-	// answer frames a payload the worker produced (RESPONSE, ERROR, CHUNK
-	// or END); for v0 the worker already wrote the final JSON body.
-	answer(t compat.MsgType, id uint64, payload []byte) net.Buffers
+	// header puts the header of an answer frame of length payload bytes
+	// the worker produced (RESPONSE, ERROR, CHUNK or END) into dst and
+	// returns what to send; for v0 the worker already wrote the final JSON
+	// body, so the header is its length.
+	header(dst []byte, t compat.MsgType, length uint32, id uint64) []byte
 	// errorFrame renders an error the arbiter synthesised itself.
 	errorFrame(e *compat.DirtyError, id uint64) []byte
 }
@@ -27,13 +29,12 @@ type answerFormat interface {
 // Calls on a connection run one at a time, so the id of the call being
 // answered is simply the last one read (v1's numeric ids are unused).
 type v0Format struct {
-	id  any // the request's "id" as json.loads gives it
-	hdr [v0.HeaderSize]byte
+	id any // the request's "id" as json.loads gives it
 }
 
-func (f *v0Format) answer(_ compat.MsgType, _ uint64, payload []byte) net.Buffers {
-	v0.PutLength(f.hdr[:], len(payload))
-	return net.Buffers{f.hdr[:], payload}
+func (f *v0Format) header(dst []byte, _ compat.MsgType, length uint32, _ uint64) []byte {
+	v0.PutLength(dst, int(length))
+	return dst[:v0.HeaderSize]
 }
 
 func (f *v0Format) errorFrame(e *compat.DirtyError, _ uint64) []byte {

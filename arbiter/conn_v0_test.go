@@ -143,8 +143,9 @@ func TestV0AnswerFramePrefix(t *testing.T) {
 	if n := binary.BigEndian.Uint32(frame); int(n) != len(frame)-v0.HeaderSize {
 		t.Fatalf("prefix %d for a %d-byte body", n, len(frame)-v0.HeaderSize)
 	}
-	bufs := f.answer(compat.MsgResponse, 0, []byte(`{"x": 1}`))
-	if got := binary.BigEndian.Uint32(bufs[0]); got != 8 {
-		t.Fatalf("prefix %d", got)
+	var dst [compat.HeaderSize]byte
+	h := f.header(dst[:], compat.MsgResponse, 8, 0)
+	if got := binary.BigEndian.Uint32(h); len(h) != v0.HeaderSize || got != 8 {
+		t.Fatalf("header %x, want the 4-byte length 8", h)
 	}
 }

@@ -48,7 +48,7 @@ type Spiller interface {
 // busy; handled reports that it did (and answered the client).
 func (c *clientConn) spill(app string, id uint64, payload []byte) (outcome string, handled bool) {
 	sp := c.s.spiller
-	if sp == nil || c.fromCluster || c.s.router.HasFree(app) {
+	if sp == nil || c.fromCluster || c.format != nil || c.s.router.HasFree(app) {
 		return "", false
 	}
 	return sp.Spill(app, id, payload, clientWriter{c})
@@ -60,7 +60,9 @@ func (c *clientConn) spill(app string, id uint64, payload []byte) (outcome strin
 // never loop between nodes), or there is no cluster.
 func (c *clientConn) remoteFor(app string) RemoteCaller {
 	r := c.s.cfg.Remote
-	if r == nil || c.fromCluster || c.s.router.Hosts(app) {
+	// gunicorn 25.0.x clients (protocol v0) are served by local workers
+	// only: the cluster carries v1 frames.
+	if r == nil || c.fromCluster || c.format != nil || c.s.router.Hosts(app) {
 		return nil
 	}
 	return r

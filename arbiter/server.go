@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -66,6 +67,11 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup
 	listener net.Listener
+
+	// calls counts calls received, so that idle memory release knows
+	// when a load has ended; inCall counts connections in a call.
+	calls  atomic.Uint64
+	inCall atomic.Int32
 }
 
 // NewServer returns a server; its Observer must be given to the pool.
@@ -127,6 +133,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, s.shutdown)
 	defer stop()
+	go s.releaseIdleMemory(ctx)
 	for {
 		conn, err := l.Accept()
 		if err != nil {

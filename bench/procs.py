@@ -71,12 +71,12 @@ def proc_cpu_seconds(pid):
 
 
 def proc_mem_kib(pid):
-    """{'VmRSS': kib, 'VmHWM': kib} of ``pid``."""
+    """{'VmRSS', 'VmHWM', 'RssAnon', 'RssFile': kib} of ``pid``."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[k] = int(v.split()[0])
     return out
 

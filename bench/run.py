@@ -40,14 +40,18 @@ WORKERS = 2
 THREADS = 4
 ECHO_ARG = "hello, dirty world"
 MIB = 1 << 20
+# The largest blob whose answer fits in one 64 MiB frame (TLV overhead).
+BLOB64 = 64 * MIB - 64
 
 PROFILES = {
     "full": dict(runs=3, warmup=0.5, duration=3.0, kill_duration=3.0, kill_at=1.0,
                  kill_timeout=10.0, overload_duration=3.0, overload_timeout=10.0,
-                 slow_import=None, slow_init=None, settle=1.0, prime=0.5, long_call_min=3.0),
+                 slow_import=None, slow_init=None, settle=1.0, prime=0.5, long_call_min=3.0,
+                 after_load_wait=10.0),
     "smoke": dict(runs=1, warmup=0.05, duration=0.3, kill_duration=0.6, kill_at=0.2,
                   kill_timeout=3.0, overload_duration=0.4, overload_timeout=3.0,
-                  slow_import=0.2, slow_init=0.05, settle=0.1, prime=0, long_call_min=1.0),
+                  slow_import=0.2, slow_init=0.05, settle=0.1, prime=0, long_call_min=1.0,
+                  after_load_wait=1.0),
 }
 
 SCENARIOS = ["echo", "sleep", "stream", "blob", "rss", "overload", "kill",
@@ -199,8 +203,11 @@ class Bench:
         job = dict(sockets=target.sockets(), app=app, action=action, args=list(args),
                    stream=stream, timeout=timeout, start=start, warmup=warmup,
                    duration=duration, rate=rate, keep_all=keep_all)
-        self.pool.submit(nclients, job)
         pid = target.pid
+        # The arbiter's peak RSS for this window alone: reset its
+        # high-water mark (VmHWM) before the clients start.
+        peak_reset = procs.reset_peak_rss(pid) if pid else False
+        self.pool.submit(nclients, job)
         cpu0 = cpu1 = None
         rss_max = 0
         extra = {}
@@ -227,6 +234,9 @@ class Bench:
         m["t_rec"], m["t_end"] = t_rec, t_end
         m["arbiter_cpu_s"] = (cpu1 - cpu0) if pid else None
         m["arbiter_rss_max_kib"] = rss_max if pid else None
+        if pid:
+            hwm = procs.proc_mem_kib(pid).get("VmHWM")
+            m["arbiter_peak_kib"] = hwm if peak_reset and hwm else rss_max
         m["machine_busy"] = ((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]))
         return m
 
@@ -263,6 +273,7 @@ class Bench:
             fig["arbiter_cpu_s"] = m["arbiter_cpu_s"]
             fig["arbiter_cpu_us_per_call"] = (m["arbiter_cpu_s"] * 1e6 / calls) if calls else None
             fig["arbiter_rss_max_kib"] = m["arbiter_rss_max_kib"]
+            fig["arbiter_peak_kib"] = m.get("arbiter_peak_kib")
         return fig
 
     def alternate(self, scenario, targets, fn):
@@ -328,6 +339,14 @@ class Bench:
                 self.alternate("blob_16MiB", three, lambda t: self.throughput_figures(
                     self.measure(t, 1, "blob", (16 * MIB,), duration=max(
                         p["duration"], p["long_call_min"])), unit_scale=16))
+                # Memory must not follow payload size: 16 MiB answers to 4
+                # clients at once, then 64 MiB answers.
+                self.alternate("blob_16MiB_c4", three, lambda t: self.throughput_figures(
+                    self.measure(t, 4, "blob", (16 * MIB,), duration=max(
+                        p["duration"], p["long_call_min"])), unit_scale=16))
+                self.alternate("blob_64MiB", three, lambda t: self.throughput_figures(
+                    self.measure(t, 1, "blob", (BLOB64,), duration=max(
+                        p["duration"], p["long_call_min"])), unit_scale=BLOB64 / MIB))
                 rss["before_blob16"] = hwm_before
                 rss["peak_reset_ok"] = reset
                 rss["after_blob16"] = {a.kind: self.procs.proc_mem_kib(a.arbiter_pid)
@@ -337,9 +356,10 @@ class Bench:
                     name: max((f.get("arbiter_rss_max_kib") or 0) for f in rs)
                     for name, rs in sc["runs"].items() if name != "direct"}
             if rss:
-                time.sleep(p["settle"])
-                rss["after_load"] = {a.kind: self.procs.proc_mem_kib(a.arbiter_pid)
-                                     for a in (gd, gu)}
+                # Issue 13's figure: back to idle + 2 MiB within 10 s of the
+                # load ending (the last reading, and when it was taken).
+                rss["after_load"], rss["after_load_s"] = self.settle_rss(
+                    (gd, gu), rss.get("idle", {}), p["after_load_wait"])
                 self.results["scenarios"]["rss"] = rss
             if "overload" in want:
                 self.scenario_overload(gu)
@@ -370,6 +390,24 @@ class Bench:
         meta["machine_busy_overall"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
         meta["wall_s"] = time.perf_counter() - t0
         return self.results
+
+    def settle_rss(self, arbs, idle, wait):
+        """Poll each arbiter's RSS until it is within 2 MiB of its idle RSS
+        or ``wait`` seconds have passed since the load ended."""
+        t0 = time.perf_counter()
+        last, when = {}, {}
+        pending = list(arbs)
+        while True:
+            now = time.perf_counter() - t0
+            for a in list(pending):
+                mem = self.procs.proc_mem_kib(a.arbiter_pid)
+                last[a.kind], when[a.kind] = mem, now
+                base = idle.get(a.kind, {}).get("VmRSS")
+                if base is not None and mem.get("VmRSS", 0) <= base + 2048:
+                    pending.remove(a)
+            if not pending or now >= wait:
+                return last, when
+            time.sleep(0.25)
 
     def scenario_overload(self, gu):
         """Offered load at 4x the pool's capacity (sleep 10 ms on 2 workers x

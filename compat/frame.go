@@ -16,23 +16,39 @@ const payloadStep = 256 * 1024
 // byte returns io.EOF. On a header that fails validation the raw header is
 // still returned, so the caller can answer a known request id.
 func ReadFrame(r io.Reader, buf []byte) (Header, []byte, error) {
+	h, err := ReadHeader(r)
+	if err != nil {
+		return h, nil, err
+	}
+	payload, err := ReadPayload(r, h, buf)
+	return h, payload, err
+}
+
+// ReadHeader reads and validates one frame header (ReadFrame's first
+// half: the caller then reads the payload itself, whole or in pieces).
+func ReadHeader(r io.Reader) (Header, error) {
 	var hb [HeaderSize]byte
 	if n, err := io.ReadFull(r, hb[:]); err != nil {
 		if n == 0 && errors.Is(err, io.EOF) {
-			return Header{}, nil, io.EOF
+			return Header{}, io.EOF
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return Header{}, nil, protoErr(KindTruncated, hb[:n], "Incomplete header: got %d bytes, expected %d", n, HeaderSize)
+			return Header{}, protoErr(KindTruncated, hb[:n], "Incomplete header: got %d bytes, expected %d", n, HeaderSize)
 		}
-		return Header{}, nil, fmt.Errorf("read frame header: %w", err)
+		return Header{}, fmt.Errorf("read frame header: %w", err)
 	}
 	h, err := ParseHeader(hb[:])
 	if err != nil {
 		_, _, raw := RawHeader(hb[:])
-		return raw, nil, err
+		return raw, err
 	}
-	payload, err := readPayload(r, int(h.Length), buf)
-	return h, payload, err
+	return h, nil
+}
+
+// ReadPayload reads the payload of a frame whose header was read with
+// ReadHeader; buf is reused when large enough.
+func ReadPayload(r io.Reader, h Header, buf []byte) ([]byte, error) {
+	return readPayload(r, int(h.Length), buf)
 }
 
 func readPayload(r io.Reader, n int, buf []byte) ([]byte, error) {

@@ -27,12 +27,18 @@ func pyUTF8Error(b []byte) string {
 			i += size
 			continue
 		}
-		if bad == 1 {
-			return fmt.Sprintf("'utf-8' codec can't decode byte 0x%02x in position %d: %s", b[i], i, reason)
-		}
-		return fmt.Sprintf("'utf-8' codec can't decode bytes in position %d-%d: %s", i, i+bad-1, reason)
+		return pyUTF8ErrorAt(b[i], i, bad, reason)
 	}
 	return "'utf-8' codec can't decode: no error found" // unreachable for invalid input
+}
+
+// pyUTF8ErrorAt formats a bad sequence of bad bytes at position pos whose
+// first byte is lead.
+func pyUTF8ErrorAt(lead byte, pos, bad int, reason string) string {
+	if bad == 1 {
+		return fmt.Sprintf("'utf-8' codec can't decode byte 0x%02x in position %d: %s", lead, pos, reason)
+	}
+	return fmt.Sprintf("'utf-8' codec can't decode bytes in position %d-%d: %s", pos, pos+bad-1, reason)
 }
 
 // utf8Step looks at the sequence starting s[0]. It returns the size of a

@@ -180,15 +180,18 @@ def gdirty_bin():
         pytest.fail("the Go toolchain ('go') is required to build bin/gdirty "
                     "for the interop suite, and it is not on PATH")
     GDIRTY_BIN.parent.mkdir(exist_ok=True)
-    # As `make build`: the lean gdirty, and next to it gdirty-cluster, which
-    # it execs when a cluster setting is given.
+    # As `make build` (static, no cgo): the lean gdirty, and next to it
+    # gdirty-cluster, which it execs when a cluster setting is given.
     for tags, out in ((["-tags", "nocluster"], GDIRTY_BIN),
                       ([], GDIRTY_BIN.with_name("gdirty-cluster"))):
         res = subprocess.run([go, "build", *tags, "-o", str(out), "./cmd/gdirty"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, CGO_ENABLED="0"))
         if res.returncode != 0:
-            pytest.fail(f"go build {' '.join(tags)} ./cmd/gdirty failed ({res.returncode}):\n"
-                        f"{res.stdout}\n{res.stderr}")
+            pytest.fail(f"go build {' '.join(tags)} ./cmd/gdirty failed ({res.returncode}):
+"
+                        f"{res.stdout}
+{res.stderr}")
     return GDIRTY_BIN
 
 

@@ -12,7 +12,7 @@ import sys
 from conftest import ROOT, clean_env
 
 THROUGHPUT = ["echo_c1", "echo_c16", "echo_c64", "sleep10_c16", "stream_1000x64",
-              "blob_1MiB", "blob_16MiB"]
+              "blob_1MiB", "blob_16MiB", "blob_16MiB_c4"]
 ARBITERS = ["gdirty", "gunicorn"]
 
 
@@ -48,6 +48,8 @@ def test_bench_smoke(gdirty_bin, tmp_path):
                 if target != "direct":
                     need(is_num(r.get("arbiter_cpu_us_per_call")),
                          f"{s}/{target} run {i}: no arbiter CPU figure")
+                    need(is_num(r.get("arbiter_peak_kib")),
+                         f"{s}/{target} run {i}: no arbiter peak RSS figure")
 
     rss = sc.get("rss", {})
     for phase in ("idle", "after_load", "after_blob16"):

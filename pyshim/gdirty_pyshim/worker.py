@@ -88,6 +88,7 @@ class DirtyWorker:
         self._inflight_cv = threading.Condition()
         self._active = set()      # link ids being answered
         self._cancelled = set()   # link ids whose caller is gone
+        self._partial = {}        # link id -> [total, bytearray]: streamed requests
         self._aloop = None
         self._aloop_lock = threading.Lock()
         # Set while a request read from the link is being handed to the
@@ -147,29 +148,61 @@ class DirtyWorker:
             {"pid": os.getpid(), "apps": self.app_paths}))
         while self.alive:
             mtype, link_id, payload = self.link.read()
+            if mtype == L.MSG_CREDIT:
+                self.link.credit(link_id, payload)
+                continue
             if mtype == L.MSG_CANCEL:
+                if self._partial.pop(link_id, None) is not None:
+                    # Dropped before it was whole: end the call so gdirty
+                    # frees its slot.
+                    self.link.write(L.MSG_END, link_id)
+                    continue
                 with self._inflight_cv:
                     if link_id in self._active:
                         self._cancelled.add(link_id)
+                self.link.cancel(link_id)
                 continue
-            if mtype != L.MSG_REQUEST:
+            if mtype == L.MSG_REQ_BEGIN or mtype == L.MSG_REQ_MORE:
+                payload = self._assemble(mtype, link_id, payload)
+                if payload is None:
+                    continue
+            elif mtype != L.MSG_REQUEST:
                 self._send_error(link_id, DirtyWorkerError(
                     f"Unknown message type: {mtype}"))
                 continue
             self._handing_over = True
             try:
-                with self._inflight_cv:
-                    self._inflight += 1
-                    self._active.add(link_id)
-                # Before the call can start: a request past this mark was
-                # never read, so gdirty routes it elsewhere if this worker
-                # dies.
-                self.link.mark_read(link_id)
-                self._jobs.put((link_id, payload))
+                self._accept(link_id, payload)
             finally:
                 self._handing_over = False
             if self._deferred_stop is not None:
                 raise self._deferred_stop
+
+    def _assemble(self, mtype, link_id, piece):
+        """Collect a streamed request; return its payload once whole."""
+        if mtype == L.MSG_REQ_BEGIN:
+            (total,) = L.REQ_TOTAL.unpack_from(piece)
+            entry = self._partial[link_id] = [total, bytearray(piece[L.REQ_TOTAL.size:])]
+        else:
+            entry = self._partial.get(link_id)
+            if entry is None:
+                return None
+            entry[1] += piece
+        if len(entry[1]) < entry[0]:
+            return None
+        del self._partial[link_id]
+        return bytes(entry[1])
+
+    def _accept(self, link_id, payload):
+        """Queue a whole request for the worker threads."""
+        with self._inflight_cv:
+            self._inflight += 1
+            self._active.add(link_id)
+        self.link.open_call(link_id)
+        # Before the call can start: a request past this mark was never
+        # read, so gdirty routes it elsewhere if this worker dies.
+        self.link.mark_read(link_id)
+        self._jobs.put((link_id, payload))
 
     def _heartbeat(self):
         timeout = self.cfg.dirty_timeout
@@ -196,6 +229,7 @@ class DirtyWorker:
             except Exception:
                 self.log.exception("Unexpected error answering request")
             finally:
+                self.link.close_call(link_id)
                 with self._inflight_cv:
                     self._inflight -= 1
                     self._active.discard(link_id)
@@ -224,6 +258,10 @@ class DirtyWorker:
             self._answer(link_id, result, codec)
         except L.LinkClosed:
             raise
+        except L.Cancelled:
+            # gdirty dropped the caller mid-answer: end the call so its
+            # slot is freed (nobody reads what is sent).
+            self.link.write(L.MSG_END, link_id)
         except L.FrameTooLarge as e:
             self._too_large(link_id, e)
         except Exception as e:
@@ -315,6 +353,8 @@ class DirtyWorker:
             self.link.write(L.MSG_END, link_id, codec.end())
         except L.LinkClosed:
             raise
+        except L.Cancelled:
+            self.link.write(L.MSG_END, link_id, codec.end())
         except L.FrameTooLarge as e:
             self._too_large(link_id, e)
         except Exception as e:
