@@ -188,10 +188,8 @@ def gdirty_bin():
                              cwd=ROOT, capture_output=True, text=True, timeout=600,
                              env=dict(os.environ, CGO_ENABLED="0"))
         if res.returncode != 0:
-            pytest.fail(f"go build {' '.join(tags)} ./cmd/gdirty failed ({res.returncode}):
-"
-                        f"{res.stdout}
-{res.stderr}")
+            pytest.fail(f"go build {' '.join(tags)} ./cmd/gdirty failed ({res.returncode}):\n"
+                        f"{res.stdout}\n{res.stderr}")
     return GDIRTY_BIN
 
 
