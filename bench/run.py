@@ -122,6 +122,11 @@ class Bench:
         self.gdirty = os.path.join(self.workdir, "gdirty")
         try:
             shutil.copy2(args.gdirty, self.gdirty)
+            # The lean gdirty execs gdirty-cluster from its own directory
+            # for the cluster scenarios: copy it along when it is there.
+            cluster = os.path.join(os.path.dirname(os.path.realpath(args.gdirty)), "gdirty-cluster")
+            if os.path.exists(cluster):
+                shutil.copy2(cluster, os.path.join(self.workdir, "gdirty-cluster"))
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
