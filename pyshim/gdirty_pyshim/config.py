@@ -10,6 +10,7 @@ with its name, before any worker starts. Exit status: 0 ok, 1 bad config
 import json
 import sys
 import traceback
+import types
 
 import importlib
 import sys as _sys
@@ -40,9 +41,11 @@ class SettingError(Exception):
 
 def gdirty_settings(namespace):
     """The config file's ``gdirty_*`` names (gdirty's own settings, which
-    gunicorn ignores), as plain JSON data; gdirty validates the values."""
+    gunicorn ignores), as plain JSON data; gdirty validates the values.
+    Modules are not settings: master mode's ``import gdirty_pyshim.master``
+    binds the name ``gdirty_pyshim`` in the config file."""
     return {name: _plain(name, value) for name, value in namespace.items()
-            if name.startswith(GDIRTY_PREFIX)}
+            if name.startswith(GDIRTY_PREFIX) and not isinstance(value, types.ModuleType)}
 
 
 def _plain(name, value):
