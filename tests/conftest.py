@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 import proctools
+import wire
 from gversions import control_socket_args
 from proctools import descendants, pid_gone  # noqa: F401  (re-exported)
 
@@ -130,11 +131,9 @@ def next_id():
 
 
 def recv_frame(sock):
-    """Read one raw frame (header + payload bytes) from ``sock``."""
-    header = BinaryProtocol._recv_exactly(sock, BinaryProtocol.HEADER_SIZE)
-    _type, _rid, length = BinaryProtocol.decode_header(header)
-    payload = BinaryProtocol._recv_exactly(sock, length) if length else b""
-    return header + payload
+    """Read one raw frame (header + payload bytes) from ``sock``, in the
+    protocol of the installed gunicorn."""
+    return wire.recv_frame(sock)
 
 
 def connect(socket_path, timeout=30.0):

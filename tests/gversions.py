@@ -66,6 +66,23 @@ requires_pinned = pytest.mark.skipif(
                           f"{PINNED}; installed is {INSTALLED}")
 
 
+def v0_refuses(value):
+    """On a release speaking JSON protocol v0 (25.0.x): why its own client
+    refuses to send ``value`` as an argument (the error of that release's
+    ``DirtyProtocol.encode``: bytes, tuple dict keys, ... have no JSON
+    form), or None when it can be sent. Always None on protocol v1."""
+    if HAS_V1:
+        return None
+    from gunicorn.dirty.errors import DirtyProtocolError
+    from gunicorn.dirty.protocol import DirtyProtocol, make_request
+    try:
+        DirtyProtocol.encode(make_request("0", "app:App", "echo_value", (value,)))
+    except DirtyProtocolError as e:
+        return (f"gunicorn {INSTALLED}'s JSON client refuses to send it "
+                f"(no JSON form): {e}")
+    return None
+
+
 def control_socket_args(path):
     """gunicorn master arguments giving it a control socket of its own at
     ``path`` (in the test's temp dir). Without them every master shares

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from conftest import ECHO, ONE, connect, dirty_config, next_id, recv_frame, wait_until
+from conftest import ECHO, ONE, connect, dirty_config, next_id, wait_until
 from gunicorn.dirty.errors import (
     DirtyNoWorkersAvailableError, DirtyTimeoutError, DirtyWorkerError,
 )
-from gunicorn.dirty.protocol import BinaryProtocol as BP
+import wire
 
 TIMEOUT = 2
 
@@ -23,22 +23,22 @@ def test_timeout_error_and_late_answer_discarded(gdirty_start):
     start = time.monotonic()
     with connect(g.socket_path) as s:
         # a call longer than dirty_timeout, then a quick one pipelined
-        s.sendall(BP.encode_request(slow, ECHO, "sleep", (TIMEOUT + 1.0,)) +
-                  BP.encode_request(fast, ECHO, "echo_value", ("after timeout",)))
-        first = recv_frame(s)
+        s.sendall(wire.encode_request(slow, ECHO, "sleep", (TIMEOUT + 1.0,)) +
+                  wire.encode_request(fast, ECHO, "echo_value", ("after timeout",)))
+        first = wire.recv_frame(s)
         elapsed = time.monotonic() - start
         # exactly gunicorn's arbiter answer: DirtyTimeoutError("Worker timeout", dirty_timeout)
-        assert first == BP.encode_error(slow, DirtyTimeoutError("Worker timeout", TIMEOUT))
+        assert first == wire.encode_error(slow, DirtyTimeoutError("Worker timeout", TIMEOUT))
         assert TIMEOUT - 0.1 <= elapsed < TIMEOUT + 1.0, elapsed
-        assert recv_frame(s) == BP.encode_response(fast, "after timeout")
+        assert wire.recv_frame(s) == wire.encode_response(fast, "after timeout")
 
         # Keep calling on the same connection until well after the slow call
         # has finished: its late answer must never show up.
         i = 0
         while time.monotonic() - start < TIMEOUT + 2.0:
             rid = next_id()
-            s.sendall(BP.encode_request(rid, ECHO, "echo_value", (i,)))
-            assert recv_frame(s) == BP.encode_response(rid, i)
+            s.sendall(wire.encode_request(rid, ECHO, "echo_value", (i,)))
+            assert wire.recv_frame(s) == wire.encode_response(rid, i)
             i += 1
         assert i > 0
 
@@ -80,13 +80,13 @@ def test_streams_longer_than_timeout(gdirty_start):
         t.start()
     rid = next_id()
     with connect(g.socket_path) as s:
-        s.sendall(BP.encode_request(rid, ECHO, "slow_stream", (3, TIMEOUT * 0.4)))
-        assert recv_frame(s) == BP.encode_chunk(rid, 0)
-        s.sendall(BP.encode_request(rid + 1, ECHO, "slow_stream", (2, TIMEOUT * 1.5)))
-        assert recv_frame(s) == BP.encode_chunk(rid, 1)
-        assert recv_frame(s) == BP.encode_chunk(rid, 2)
-        assert recv_frame(s) == BP.encode_end(rid)
-        assert recv_frame(s) == BP.encode_error(rid + 1, DirtyTimeoutError("Worker timeout", TIMEOUT))
+        s.sendall(wire.encode_request(rid, ECHO, "slow_stream", (3, TIMEOUT * 0.4)))
+        assert wire.recv_frame(s) == wire.encode_chunk(rid, 0)
+        s.sendall(wire.encode_request(rid + 1, ECHO, "slow_stream", (2, TIMEOUT * 1.5)))
+        assert wire.recv_frame(s) == wire.encode_chunk(rid, 1)
+        assert wire.recv_frame(s) == wire.encode_chunk(rid, 2)
+        assert wire.recv_frame(s) == wire.encode_end(rid)
+        assert wire.recv_frame(s) == wire.encode_error(rid + 1, DirtyTimeoutError("Worker timeout", TIMEOUT))
     for t in threads:
         t.join(timeout=30)
     assert results == {"slow_stream": list(range(6)), "aslow_stream": list(range(6))}
@@ -170,9 +170,9 @@ def test_client_disconnect_closes_stream_generator(gdirty_start, tmp_path):
     track = tmp_path / "fate"
     with connect(g.socket_path) as s:
         rid = next_id()
-        s.sendall(BP.encode_request(rid, ECHO, "tracked_stream", (str(track), 60, 0.05)))
-        assert recv_frame(s) == BP.encode_chunk(rid, 0)
-        assert recv_frame(s) == BP.encode_chunk(rid, 1)
+        s.sendall(wire.encode_request(rid, ECHO, "tracked_stream", (str(track), 60, 0.05)))
+        assert wire.recv_frame(s) == wire.encode_chunk(rid, 0)
+        assert wire.recv_frame(s) == wire.encode_chunk(rid, 1)
     # the client is gone; the generator must be closed early, not run on
     # (the file exists a moment before the app's write lands in it)
     wait_until(lambda: track.exists() and track.read_text(), 15,

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 import dvalues
+import gversions
 from conftest import ECHO, GunicornLauncher, ONE, SPEC
 
 WORKER_CLASSES = ["sync", "gthread", "asgi"]
@@ -35,9 +36,18 @@ def assert_ok(outcome):
     return outcome
 
 
+def sendable(name):
+    """Whether the installed gunicorn's client can send the value at all
+    (25.0.x's JSON protocol has no bytes, no tuple dict keys, ...)."""
+    return gversions.v0_refuses(dvalues.CASES[name][0]) is None
+
+
 @pytest.mark.parametrize("name", sorted(dvalues.CASES))
 @pytest.mark.compat
 def test_value_round_trip(web, name):
+    why = gversions.v0_refuses(dvalues.CASES[name][0])
+    if why:
+        pytest.skip(why)
     outcome = web.run1({"op": "value", "app": ECHO, "name": name})
     assert_ok(outcome)
     assert outcome["ok"] is True, (
@@ -47,8 +57,9 @@ def test_value_round_trip(web, name):
 @pytest.mark.compat
 def test_all_values_in_one_request(web):
     # Many calls one after another on the same client connection.
-    outcomes = web.run([{"op": "value", "app": ECHO, "name": n} for n in sorted(dvalues.CASES)])
-    bad = {n: o for n, o in zip(sorted(dvalues.CASES), outcomes) if o.get("ok") is not True}
+    names = [n for n in sorted(dvalues.CASES) if sendable(n)]
+    outcomes = web.run([{"op": "value", "app": ECHO, "name": n} for n in names])
+    bad = {n: o for n, o in zip(names, outcomes) if o.get("ok") is not True}
     assert not bad, bad
 
 

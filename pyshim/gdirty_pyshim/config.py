@@ -41,9 +41,9 @@ class SettingError(Exception):
 
 def gdirty_settings(namespace):
     """The config file's ``gdirty_*`` names (gdirty's own settings, which
-    gunicorn ignores), as plain JSON data; gdirty validates the values."""
-    # Modules are skipped: `import gdirty_pyshim.master` (master mode's one
-    # line) binds the name gdirty_pyshim, which is no setting.
+    gunicorn ignores), as plain JSON data; gdirty validates the values.
+    Modules are not settings: master mode's ``import gdirty_pyshim.master``
+    binds the name ``gdirty_pyshim`` in the config file."""
     return {name: _plain(name, value) for name, value in namespace.items()
             if name.startswith(GDIRTY_PREFIX) and not isinstance(value, types.ModuleType)}
 
