@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import gversions
+
+# Binary frames (protocol v1, gunicorn 25.1+); the cluster carries v1 only.
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from clustertools import (LIVENESS, call_in_thread, client_call, cluster_status, echo_ok,
                           free_port, raises,
                           raw_answer, start_node, stash_client, wait_hosted)

@@ -11,6 +11,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+import gversions
+
+# Binary frames (protocol v1, gunicorn 25.1+); the cluster carries v1 only.
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from clustertools import LIVENESS, cluster_status, wait_hosted
 from conftest import ECHO, PYTHON, dirty_config, wait_until
 from clustertools import launcher, nats, nats_bin  # noqa: F401,F811 - fixtures

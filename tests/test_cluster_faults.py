@@ -10,6 +10,11 @@ import time
 
 import pytest
 
+import gversions
+
+# Binary frames (protocol v1, gunicorn 25.1+); the cluster carries v1 only.
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from clustertools import (FAIL_BOUND, Nats, call_in_thread, client_call, cluster_status,
                           echo_ok, kill_node, node_args, start_node, stash_client, wait_hosted)
 from conftest import ECHO, ONE, dirty_config, wait_until

@@ -12,6 +12,11 @@ import threading
 
 import pytest
 
+import gversions
+
+# Binary frames (protocol v1, gunicorn 25.1+); the cluster carries v1 only.
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from conftest import connect, next_id, recv_frame
 from gunicorn.dirty.protocol import BinaryProtocol as BP
 from gunicorn.dirty.tlv import TLVEncoder as TLV
