@@ -9,6 +9,13 @@ import numbers
 import subprocess
 import sys
 
+import pytest
+
+import gversions
+
+# Raw binary frames (protocol v1, gunicorn 25.1+) drive this tool.
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from conftest import ROOT, clean_env
 
 THROUGHPUT = ["echo_c1", "echo_c16", "echo_c64", "sleep10_c16", "stream_1000x64",

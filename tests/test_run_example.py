@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, clean_env, wait_until
+from gversions import control_socket_args
 
 SCRIPT = ROOT / "scripts" / "run-example.sh"
 
@@ -39,7 +40,7 @@ def test_run_example_serves_and_stops_cleanly(gdirty_bin, tmp_path, how):
                      "PYTHONPATH": str(ROOT / "pyshim")})
     proc = subprocess.Popen(
         [str(SCRIPT), "--bind", "127.0.0.1:0", "--name", f"gdirty-run-{os.getpid()}-{how}",
-         "--control-socket", str(tmp_path / "ctl.sock")],
+         *control_socket_args(tmp_path / "ctl.sock")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()

@@ -9,6 +9,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+import gversions
+
+# Raw binary frames (protocol v1, gunicorn 25.1+) drive this tool.
+pytest.importorskip("gunicorn.dirty.tlv", reason=gversions.NO_V1)
+
 from conftest import ROOT
 
 DURATION = 25
