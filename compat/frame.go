@@ -52,23 +52,30 @@ func ReadPayload(r io.Reader, h Header, buf []byte) ([]byte, error) {
 }
 
 func readPayload(r io.Reader, n int, buf []byte) ([]byte, error) {
+	buf, got, err := ReadSized(r, n, buf)
+	if err != nil {
+		return nil, payloadErr(got, n, err)
+	}
+	return buf, nil
+}
+
+// ReadSized reads exactly n bytes from r into buf (reused when large
+// enough). A length announced by a peer is not trusted: the buffer grows
+// in steps of at most payloadStep ahead of the bytes that really arrived,
+// so a peer announcing 64 MiB and sending nothing costs little. On error
+// it returns how many bytes did arrive. Shared by the v1 and v0 readers.
+func ReadSized(r io.Reader, n int, buf []byte) ([]byte, int, error) {
 	if n == 0 {
-		return buf[:0], nil
+		return buf[:0], 0, nil
 	}
 	if cap(buf) >= n {
 		buf = buf[:n]
-		if got, err := io.ReadFull(r, buf); err != nil {
-			return nil, payloadErr(got, n, err)
-		}
-		return buf, nil
+		got, err := io.ReadFull(r, buf)
+		return buf, got, err
 	}
 	buf = buf[:0]
 	for len(buf) < n {
-		step := len(buf)
-		if step < payloadStep {
-			step = payloadStep
-		}
-		next := min(n, len(buf)+step)
+		next := min(n, len(buf)+max(len(buf), payloadStep))
 		if cap(buf) < next {
 			grown := make([]byte, len(buf), next)
 			copy(grown, buf)
@@ -76,11 +83,11 @@ func readPayload(r io.Reader, n int, buf []byte) ([]byte, error) {
 		}
 		got, err := io.ReadFull(r, buf[len(buf):next])
 		if err != nil {
-			return nil, payloadErr(len(buf)+got, n, err)
+			return nil, len(buf) + got, err
 		}
 		buf = buf[:next]
 	}
-	return buf, nil
+	return buf, n, nil
 }
 
 func payloadErr(got, want int, err error) error {

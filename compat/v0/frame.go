@@ -15,11 +15,6 @@ const HeaderSize = 4
 // MaxMessageSize is gunicorn 25.0's DirtyProtocol.MAX_MESSAGE_SIZE.
 const MaxMessageSize = 64 * 1024 * 1024
 
-// payloadStep bounds how much buffer is committed ahead of the bytes
-// actually received, so a peer announcing 64 MiB and sending nothing
-// costs little memory.
-const payloadStep = 256 * 1024
-
 // ReadFrame reads one length-prefixed message and returns its JSON body.
 // buf is reused for the body when large enough; the result aliases it.
 // A clean close before any byte returns io.EOF. Every other error leaves
@@ -48,26 +43,9 @@ func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
 }
 
 func readBody(r io.Reader, n int, buf []byte) ([]byte, error) {
-	if cap(buf) >= n {
-		buf = buf[:n]
-		if got, err := io.ReadFull(r, buf); err != nil {
-			return nil, bodyErr(got, n, err)
-		}
-		return buf, nil
-	}
-	buf = buf[:0]
-	for len(buf) < n {
-		next := min(n, len(buf)+max(len(buf), payloadStep))
-		if cap(buf) < next {
-			grown := make([]byte, len(buf), next)
-			copy(grown, buf)
-			buf = grown
-		}
-		got, err := io.ReadFull(r, buf[len(buf):next])
-		if err != nil {
-			return nil, bodyErr(len(buf)+got, n, err)
-		}
-		buf = buf[:next]
+	buf, got, err := compat.ReadSized(r, n, buf)
+	if err != nil {
+		return nil, bodyErr(got, n, err)
 	}
 	return buf, nil
 }
