@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from proctools import session_members
 from conftest import ROOT, clean_env, query_status, wait_until
 
 EXAMPLE = ROOT / "examples" / "basic"
@@ -129,17 +130,7 @@ class Master:
         return json.loads(res.stdout) if as_json else res.stdout
 
     def session(self):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                fields = stat[stat.rindex(")") + 2:].split()
-                if fields[0] not in ("Z", "X") and int(fields[3]) == self.proc.pid:
-                    pids.append(int(entry))
-        return pids
+        return session_members(self.proc.pid)
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:

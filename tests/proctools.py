@@ -61,3 +61,21 @@ def descendants(root):
             out.append(child)
             todo.append(child)
     return out
+
+
+def session_members(sid):
+    """PIDs of the live processes in session ``sid`` (leader included):
+    processes stay in their session when reparented, so this finds what a
+    run started even after its parent died."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+            out.append(int(entry))
+    return out

@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 
+from proctools import session_members
 from conftest import (
     APPS_DIR, PYTHON, GDirtyLauncher, connect, descendants, dirty_config, next_id,
     pid_gone, recv_frame, wait_until,
@@ -138,18 +139,7 @@ def descendants_by_session(sid):
     """Live processes of the session gdirty leads (it is started with
     start_new_session): its fork server, workers and hook host stay in it
     even when reparented."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == sid:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            out.append(int(entry))
-    return out
+    return [pid for pid in session_members(sid) if pid != sid]
 
 
 def apps_count(st):

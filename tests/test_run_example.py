@@ -13,24 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from proctools import session_members
 from conftest import ROOT, clean_env, wait_until
 from gversions import control_socket_args
 
 SCRIPT = ROOT / "scripts" / "run-example.sh"
 
 
-def session(sid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
-                pids.append(int(entry))
-    return pids
+session = session_members
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
