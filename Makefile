@@ -109,9 +109,13 @@ test-py: setup
 	$(VPY) -m pytest -q tests/
 
 # A few seconds of fuzzing per target on every test run, so the targets
-# never rot; `make fuzz FUZZTIME=5m` for a real session.
+# never rot; `make fuzz FUZZTIME=5m` for a real session. The short run is
+# bounded by a count of executions, not a duration: go1.26's fuzz
+# coordinator can report a spurious "context deadline exceeded" failure when
+# a duration -fuzztime expires while a worker is mid-call (golang/go#75804,
+# fixed in go1.27), which failed CI once with no failing input.
 fuzz-short:
-	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 
 # Bounded fuzzing of every decoder (FUZZTIME per target).
 FUZZTIME ?= 10s
