@@ -8,6 +8,7 @@ with its own socket; real gunicorn masters in front of the calling node.
   so every EchoApp call made on A crosses to B through NATS.
 """
 
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -136,21 +137,31 @@ def test_stash_shared_and_survives_restart(nats, launcher):
 # --cluster-listen: a gdirty runs the NATS server for a small deployment
 # ---------------------------------------------------------------------------
 
-def test_cluster_listen_runs_nats_for_the_others(nats_bin, launcher, tmp_path):
+def test_cluster_listen_runs_nats_for_the_others(launcher, tmp_path):
     port = free_port()
     token = tmp_path / "token"
     token.write_text("tok-123\n")
     auth = ["--cluster-token-file", str(token), "--cluster-liveness", LIVENESS]
-    b = launcher.start(dirty_config([ECHO], workers=1), workers=1,
-                       args=["--cluster-listen", f"127.0.0.1:{port}", "--cluster-data-dir", str(tmp_path / "js"),
-                             "--stash", "cluster", *auth])
+    b_args = ["--cluster-listen", f"127.0.0.1:{port}", "--cluster-data-dir", str(tmp_path / "js"),
+              "--stash", "cluster", *auth]
+    b = launcher.start(dirty_config([ECHO], workers=1), workers=1, args=b_args)
     a = launcher.start(dirty_config([ONE], workers=1), workers=1,
                        args=["--cluster", f"nats://127.0.0.1:{port}", "--stash", "cluster", *auth])
     wait_until(lambda: echo_ok(a), 30, "a remote call through B's nats-server", interval=0.2)
     stash_client(a).put("t", "k", b"v")
     assert stash_client(b).get("t", "k") == b"v"
     b.snapshot()
-    assert any(_is_nats(p) for p in b.seen_descendants), "B runs nats-server as its child"
+    assert not any(_is_nats(p) for p in b.seen_descendants), "nats-server runs inside B, not as a child"
+    assert _listener_pids(port) == {b.pid}, "B's own process serves the NATS port"
+
+    # The server goes and comes back with B; A rejoins by itself and the
+    # stash is still in B's data directory.
+    b.stop()
+    b.check_stopped_cleanly()
+    assert _listener_pids(port) == set()
+    b2 = launcher.start(dirty_config([ECHO], workers=1), workers=1, args=b_args)
+    wait_until(lambda: echo_ok(a), 30, "A back in touch through the restarted B", interval=0.2)
+    assert stash_client(a).get("t", "k") == b"v"
 
 
 def _is_nats(pid):
@@ -158,6 +169,25 @@ def _is_nats(pid):
         return Path(f"/proc/{pid}/exe").resolve().name == "nats-server"
     except OSError:
         return False
+
+
+def _listener_pids(port):
+    """The pids holding a TCP socket listening on 127.0.0.1:port."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.split(":")[1], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                pids.add(int(pid))
+        except OSError:
+            continue
+    return pids
 
 
 def test_spill_sends_a_busy_apps_call_to_a_free_node(nats, launcher, tmp_path):

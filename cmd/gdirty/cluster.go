@@ -105,31 +105,28 @@ func secret(path, env string) (string, error) {
 type clusterNode struct {
 	opts     *cluster.Options
 	nc       *nats.Conn
-	embedded *cluster.ServerProc
+	embedded *cluster.EmbeddedServer
 	node     *cluster.Node
 	log      logrus.FieldLogger
 }
 
 // connectCluster starts the embedded server (--cluster-listen) and
 // connects; nil when the cluster is off.
-func connectCluster(o *clusterConfig, natsServer string, log logrus.FieldLogger) (*clusterNode, error) {
+func connectCluster(o *clusterConfig, log logrus.FieldLogger) (*clusterNode, error) {
 	if !o.Enabled() {
 		return nil, nil
 	}
 	cn := &clusterNode{opts: o, log: log}
 	var extra []nats.Option
 	if o.Listen != "" {
-		bin, err := cluster.FindServer(natsServer)
-		if err != nil {
-			return nil, &usageError{msg: err.Error()}
-		}
-		s, err := cluster.StartServer(bin, o, log)
+		s, err := cluster.StartEmbedded(o, log)
 		if err != nil {
 			return nil, err
 		}
 		cn.embedded = s
 		if o.URL == "" {
 			o.URL = s.URL
+			extra = append(extra, s.InProcess())
 		}
 	}
 	extra = append(extra,
@@ -276,11 +273,4 @@ func newStash(mode string, cn *clusterNode, maxBytes int64) (stashBackend, error
 	}
 	cn.log.Infof("cluster: stash in JetStream bucket %s", stash.BucketName(cn.opts.Name))
 	return js, nil
-}
-
-func natsServerPath(c *cli.Context, t clusterSettings) string {
-	if c.IsSet("cluster-nats-server") || t.ClusterNATSServer == "" {
-		return c.String("cluster-nats-server")
-	}
-	return t.ClusterNATSServer
 }

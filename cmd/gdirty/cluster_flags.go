@@ -39,8 +39,7 @@ func clusterConnFlags() []cli.Flag {
 func clusterFlags() []cli.Flag {
 	return append(clusterConnFlags(),
 		&cli.StringFlag{Name: "cluster-node-name", EnvVars: []string{"GDIRTY_CLUSTER_NODE_NAME"}, Usage: "this node's name in status (default: hostname:pid)"},
-		&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"GDIRTY_CLUSTER_LISTEN"}, Usage: "run the real nats-server (with JetStream) on HOST:PORT as gdirty's child; others join with --cluster nats://HOST:PORT"},
-		&cli.StringFlag{Name: "cluster-nats-server", EnvVars: []string{"GDIRTY_CLUSTER_NATS_SERVER"}, Usage: "nats-server binary for --cluster-listen (default: next to gdirty, else on PATH)"},
+		&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"GDIRTY_CLUSTER_LISTEN"}, Usage: "run the real nats-server (with JetStream) on HOST:PORT inside this gdirty; others join with --cluster nats://HOST:PORT"},
 		&cli.StringFlag{Name: "cluster-data-dir", EnvVars: []string{"GDIRTY_CLUSTER_DATA_DIR"}, Usage: "JetStream directory of the --cluster-listen server (default: <tmp>/gdirty-nats-<name>-<port>)"},
 		&cli.DurationFlag{Name: "cluster-liveness", EnvVars: []string{"GDIRTY_CLUSTER_LIVENESS"}, Value: defaultClusterLiveness, Usage: "a remote call whose node shows no sign of life for this long fails with DirtyWorkerError"},
 		&cli.DurationFlag{Name: "cluster-reconnect-wait", EnvVars: []string{"GDIRTY_CLUSTER_RECONNECT_WAIT"}, Value: time.Second, Usage: "pause between reconnects to NATS (reconnects never stop)"},
@@ -64,7 +63,6 @@ type clusterSettings struct {
 	ClusterNodeName      string `toml:"cluster_node_name"`
 	ClusterListen        string `toml:"cluster_listen"`
 	ClusterDataDir       string `toml:"cluster_data_dir"`
-	ClusterNATSServer    string `toml:"cluster_nats_server"`
 	ClusterLiveness      string `toml:"cluster_liveness"`
 	ClusterReconnectWait string `toml:"cluster_reconnect_wait"`
 	Spill                *bool  `toml:"spill"`
@@ -80,8 +78,8 @@ func (t *clusterSettings) strings() map[string]*string {
 		"cluster_password_file": &t.ClusterPasswordFile, "cluster_tls_ca": &t.ClusterTLSCA,
 		"cluster_tls_cert": &t.ClusterTLSCert, "cluster_tls_key": &t.ClusterTLSKey,
 		"cluster_node_name": &t.ClusterNodeName, "cluster_listen": &t.ClusterListen,
-		"cluster_data_dir": &t.ClusterDataDir, "cluster_nats_server": &t.ClusterNATSServer,
-		"stash": &t.Stash,
+		"cluster_data_dir": &t.ClusterDataDir,
+		"stash":            &t.Stash,
 	}
 }
 

@@ -31,11 +31,9 @@ func clusterOptions(*cli.Context, clusterSettings) (*clusterConfig, string, erro
 	return &clusterConfig{}, "local", nil
 }
 
-func natsServerPath(*cli.Context, clusterSettings) string { return "" }
-
 type clusterNode struct{}
 
-func connectCluster(*clusterConfig, string, logrus.FieldLogger) (*clusterNode, error) {
+func connectCluster(*clusterConfig, logrus.FieldLogger) (*clusterNode, error) {
 	return nil, nil
 }
 

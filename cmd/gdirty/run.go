@@ -105,7 +105,7 @@ func runArbiter(c *cli.Context) error {
 	}
 	// Only with --cluster / --cluster-listen: nothing cluster-related
 	// exists otherwise.
-	cn, err := connectCluster(copts, natsServerPath(c, csettings), log)
+	cn, err := connectCluster(copts, log)
 	if err != nil {
 		return err
 	}
