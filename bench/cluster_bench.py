@@ -13,7 +13,7 @@ import subprocess
 import time
 
 NATS_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "nats-server")
-SCENARIOS = ["cluster_echo_c1", "cluster_echo_c64", "cluster_blob_16MiB"]
+SCENARIOS = [f"cluster_{t}_{s}" for t in ("nats", "embedded") for s in ("echo_c1", "echo_c64", "blob_16MiB")]
 
 
 def _free_port():
@@ -49,22 +49,42 @@ def _start_nats(workdir, procs):
 
 
 def run(bench, app, workers, echo_arg, mib):
-    """Start NATS, a hosting node and a front node; measure; stop them."""
+    """Both topologies, one after the other: a hosting node and a front node
+    on a nats-server of their own, then the hosting node running the server
+    inside itself (--cluster-listen) with the front connecting to it."""
     procs = bench.procs
     nats, url = _start_nats(bench.workdir, procs)
-    args = ["--cluster", url]
+    try:
+        _run_topology(bench, app, workers, echo_arg, mib, "nats", ["--cluster", url], ["--cluster", url])
+    finally:
+        nats.terminate()
+        try:
+            nats.wait(15)
+        except subprocess.TimeoutExpired:
+            nats.kill()
+            nats.wait()
+    port = _free_port()
+    _run_topology(bench, app, workers, echo_arg, mib, "embedded",
+                  ["--cluster-listen", f"127.0.0.1:{port}",
+                   "--cluster-data-dir", os.path.join(bench.workdir, "nats-embedded")],
+                  ["--cluster", f"nats://127.0.0.1:{port}"])
+
+
+def _run_topology(bench, app, workers, echo_arg, mib, topo, host_args, front_args):
+    """Start the hosting and the front node; measure local vs remote; stop."""
+    procs = bench.procs
     host = front = None
     try:
-        host = procs.GDirty("gdirty-host", bench.gdirty, bench.args.python,
-                            bench.write_config("cluster-host", app), bench.workdir, bench.env, args)
+        host = procs.GDirty(f"gdirty-host-{topo}", bench.gdirty, bench.args.python,
+                            bench.write_config(f"cluster-host-{topo}", app), bench.workdir, bench.env, host_args)
         bench.arbiters.append(host)
         host.launch()
         host.wait_ready(workers, app)
-        conf = os.path.join(bench.workdir, "cluster-front.conf.py")
+        conf = os.path.join(bench.workdir, f"cluster-front-{topo}.conf.py")
         with open(conf, "w") as f:
             f.write(f"dirty_apps = [{app!r}]\ndirty_workers = 0\ndirty_timeout = 30\n")
-        front = procs.GDirty("gdirty-front", bench.gdirty, bench.args.python, conf,
-                             bench.workdir, bench.env, args)
+        front = procs.GDirty(f"gdirty-front-{topo}", bench.gdirty, bench.args.python, conf,
+                             bench.workdir, bench.env, front_args)
         bench.arbiters.append(front)
         front.launch()
         front.wait_ready(0, app)
@@ -74,21 +94,15 @@ def run(bench, app, workers, echo_arg, mib):
         both = [local, remote]
         for t in both:  # unrecorded warm-up
             bench.measure(t, 16, "echo", (echo_arg,), duration=bench.p["prime"] or 0.2)
-        bench.alternate("cluster_echo_c1", both, lambda t: bench.throughput_figures(
+        bench.alternate(f"cluster_{topo}_echo_c1", both, lambda t: bench.throughput_figures(
             bench.measure(t, 1, "echo", (echo_arg,))))
-        bench.alternate("cluster_echo_c64", both, lambda t: bench.throughput_figures(
+        bench.alternate(f"cluster_{topo}_echo_c64", both, lambda t: bench.throughput_figures(
             bench.measure(t, 64, "echo", (echo_arg,))))
-        bench.alternate("cluster_blob_16MiB", both, lambda t: bench.throughput_figures(
+        bench.alternate(f"cluster_{topo}_blob_16MiB", both, lambda t: bench.throughput_figures(
             bench.measure(t, 1, "blob", (16 * mib,), duration=max(
                 bench.p["duration"], bench.p["long_call_min"])), unit_scale=16))
     finally:
         bench.stop(front, host)
-        nats.terminate()
-        try:
-            nats.wait(15)
-        except subprocess.TimeoutExpired:
-            nats.kill()
-            nats.wait()
 
 
 def _wait_remote(front, app, procs):
@@ -106,31 +120,43 @@ def _wait_remote(front, app, procs):
     procs.wait_until(ok, 30, "the front node to reach the hosting node")
 
 
+TOPOLOGIES = (("nats", "own nats-server process"),
+              ("embedded", "nats-server inside the hosting node (`--cluster-listen`)"))
+
+
 def render(res, med, table, f, fx, met):
     """The report's cluster section (empty when the scenario did not run)."""
-    if "cluster_echo_c1" not in res["scenarios"]:
+    topos = [(t, label) for t, label in TOPOLOGIES if f"cluster_{t}_echo_c1" in res["scenarios"]]
+    if not topos:
         return []
     rows, checks = [], []
-    for sc, label, key, unit in (("cluster_echo_c1", "echo, c=1", "p50_us", "µs p50"),
-                                 ("cluster_echo_c64", "echo, c=64", "rps", "calls/s"),
-                                 ("cluster_blob_16MiB", "16 MiB blob, c=1", "units_per_s", "MiB/s")):
-        lo, re_ = med(res, sc, "local").get(key), med(res, sc, "remote").get(key)
-        rows.append([label, unit, f(lo), f(re_), fx(re_ / lo) if lo and re_ else "–"])
-    c1l, c1r = med(res, "cluster_echo_c1", "local").get("p50_us"), med(res, "cluster_echo_c1", "remote").get("p50_us")
-    added = (c1r - c1l) if c1l is not None and c1r is not None else None
-    r64 = _ratio(med(res, "cluster_echo_c64", "remote").get("rps"), med(res, "cluster_echo_c64", "local").get("rps"))
-    rb = _ratio(med(res, "cluster_blob_16MiB", "remote").get("units_per_s"),
-                med(res, "cluster_blob_16MiB", "local").get("units_per_s"))
-    checks = [["remote adds ≤ 150 µs p50 at c=1", f(added, 0, " µs"), met(None if added is None else added <= 150)],
-              ["remote c=64 throughput ≥ 0.6x local", fx(r64), met(None if r64 is None else r64 >= 0.6)],
-              ["remote 16 MiB ≥ 0.5x local", fx(rb), met(None if rb is None else rb >= 0.5)]]
+    for topo, where in topos:
+        for sc, label, key, unit in (("echo_c1", "echo, c=1", "p50_us", "µs p50"),
+                                     ("echo_c64", "echo, c=64", "rps", "calls/s"),
+                                     ("blob_16MiB", "16 MiB blob, c=1", "units_per_s", "MiB/s")):
+            sc = f"cluster_{topo}_{sc}"
+            lo, re_ = med(res, sc, "local").get(key), med(res, sc, "remote").get(key)
+            rows.append([where, label, unit, f(lo), f(re_), fx(re_ / lo) if lo and re_ else "–"])
+        c1l = med(res, f"cluster_{topo}_echo_c1", "local").get("p50_us")
+        c1r = med(res, f"cluster_{topo}_echo_c1", "remote").get("p50_us")
+        added = (c1r - c1l) if c1l is not None and c1r is not None else None
+        r64 = _ratio(med(res, f"cluster_{topo}_echo_c64", "remote").get("rps"),
+                     med(res, f"cluster_{topo}_echo_c64", "local").get("rps"))
+        rb = _ratio(med(res, f"cluster_{topo}_blob_16MiB", "remote").get("units_per_s"),
+                    med(res, f"cluster_{topo}_blob_16MiB", "local").get("units_per_s"))
+        checks += [[where, "remote adds ≤ 150 µs p50 at c=1", f(added, 0, " µs"),
+                    met(None if added is None else added <= 150)],
+                   [where, "remote c=64 throughput ≥ 0.6x local", fx(r64), met(None if r64 is None else r64 >= 0.6)],
+                   [where, "remote 16 MiB ≥ 0.5x local", fx(rb), met(None if rb is None else rb >= 0.5)]]
     out = ["## Across hosts (NATS)\n",
            "\"local\": calls made on the gdirty that hosts the app; \"remote\": the same calls made "
-           "on a second gdirty with `dirty_workers = 0` that sends them through one nats-server "
-           "on 127.0.0.1 (`bench/cluster_bench.py`). Both nodes, the NATS server, the workers "
-           "and the clients share the machine's cores.\n",
-           table(["", "unit", "local", "remote", "remote / local"], rows), "",
-           table(["target", "measured", ""], checks), ""]
+           "on a second gdirty with `dirty_workers = 0` that sends them through NATS on 127.0.0.1 "
+           "(`bench/cluster_bench.py`), in two topologies: a nats-server process of its own, and the "
+           "hosting node running nats-server inside itself (`--cluster-listen`, the small-deployment "
+           "setup of the README; the hosting node then reaches the server in-process). Both nodes, "
+           "the NATS server, the workers and the clients share the machine's cores.\n",
+           table(["NATS", "", "unit", "local", "remote", "remote / local"], rows), "",
+           table(["NATS", "target", "measured", ""], checks), ""]
     return out
 
 

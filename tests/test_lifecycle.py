@@ -344,10 +344,10 @@ def test_hup_under_steady_calls_replaces_every_worker_without_failures(gdirty_st
         after = wait_status(g, lambda st: booted(3)(st) and not (pids_of(st) & old), 60,
                             "every worker to be replaced after HUP")
         wait_until(lambda: all(pid_gone(p) for p in old), 30, "the old workers to exit")
-        reloaded = counts()
-        assert all(a > b for a, b in zip(reloaded, base))
-        # calls keep flowing after the reload
-        wait_until(advanced(reloaded, 10), 60, "callers to keep going after the reload")
+        # Calls keep flowing after the reload (a caller may have had no call
+        # finish during the reload itself, under load: not asserted; that no
+        # call failed across it is, below).
+        wait_until(advanced(counts(), 10), 60, "callers to keep going after the reload")
     finally:
         stop.write_text("stop")
         for p in procs:
