@@ -347,7 +347,8 @@ def test_hup_under_steady_calls_replaces_every_worker_without_failures(gdirty_st
         # Calls keep flowing after the reload (a caller may have had no call
         # finish during the reload itself, under load: not asserted; that no
         # call failed across it is, below).
-        wait_until(advanced(counts(), 10), 60, "callers to keep going after the reload")
+        reloaded = wait_until(counts, 10, "the progress counters")
+        wait_until(advanced(reloaded, 10), 60, "callers to keep going after the reload")
     finally:
         stop.write_text("stop")
         for p in procs:
