@@ -5,6 +5,12 @@ from client processes and print peak RSS and arbiter CPU per call.
 
     python bench/probe.py echo:1:3000 echo:16:20000 blob16:1:40 blob16:4:40 blob64:1:8 idle
     python bench/probe.py --arbiter gunicorn echo:1:3000
+    python bench/probe.py --cluster echo:1:3000 echo:64:20000
+
+--cluster: the calls go to a front gdirty (dirty_workers = 0) that sends
+them through NATS to the hosting gdirty, which runs nats-server inside
+itself (--cluster-listen); CPU per call is printed for both. With
+--cpuprofile DIR each gdirty writes DIR/<name>.pprof (go tool pprof).
 
 A step is NAME:CONCURRENCY:CALLS (total calls over all clients); NAME is
 echo, blob1, blob16, blob64, stream; "idle" waits 10 s and reports RSS.
@@ -49,7 +55,7 @@ def _client(sock, action, args, stream, n, barrier):
     c.close()
 
 
-def step(arb, name, conc, calls):
+def step(arb, name, conc, calls, others=()):
     action, args, stream = CALLS[name]
     barrier = mp.Barrier(conc + 1)
     per = max(1, calls // conc)
@@ -59,15 +65,19 @@ def step(arb, name, conc, calls):
         p.start()
     barrier.wait()
     procs.reset_peak_rss(arb.arbiter_pid)
+    other0 = [procs.proc_cpu_seconds(o.arbiter_pid) for o in others]
     cpu0, t0 = procs.proc_cpu_seconds(arb.arbiter_pid), time.perf_counter()
     for p in ps:
         p.join()
     cpu1, t1 = procs.proc_cpu_seconds(arb.arbiter_pid), time.perf_counter()
+    other1 = [procs.proc_cpu_seconds(o.arbiter_pid) for o in others]
     mem = procs.proc_mem_kib(arb.arbiter_pid)
     n = per * conc
     print(f"{arb.kind:8} {name:7} c={conc:<3} calls={n:<6} {n / (t1 - t0):9.0f}/s "
           f"cpu/call {1e6 * (cpu1 - cpu0) / n:8.1f} us  peak RSS {mem['VmHWM'] / 1024:6.1f} MiB  "
           f"RSS now {mem['VmRSS'] / 1024:6.1f} MiB", flush=True)
+    for o, c0, c1 in zip(others, other0, other1):
+        print(f"{'':8} {o.name}: cpu/call {1e6 * (c1 - c0) / n:8.1f} us", flush=True)
 
 
 def main():
@@ -77,6 +87,8 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--attach", help="run this command during the steps, {pid} = the arbiter's "
                     "pid, ended with SIGINT after them (e.g. 'strace -c -f -p {pid} -o FILE')")
+    ap.add_argument("--cluster", action="store_true", help="call through a front node and NATS")
+    ap.add_argument("--cpuprofile", metavar="DIR", help="each gdirty writes DIR/<name>.pprof")
     ap.add_argument("steps", nargs="+")
     a = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="gdirty-probe-")
@@ -85,13 +97,38 @@ def main():
         f.write(f"dirty_apps = [{APP!r}]\ndirty_workers = 2\ndirty_threads = 4\n"
                 "dirty_timeout = 30\nloglevel = 'warning'\n")
     env = dict(os.environ, PYTHONPATH=BENCH_DIR)
-    if a.arbiter == "gdirty":
-        arb = procs.GDirty("gdirty-probe", os.path.abspath(a.gdirty), a.python, conf, workdir, env)
+
+    def penv(name):
+        if not a.cpuprofile:
+            return env
+        os.makedirs(a.cpuprofile, exist_ok=True)
+        return dict(env, GDIRTY_CPUPROFILE=os.path.join(os.path.abspath(a.cpuprofile), name + ".pprof"))
+
+    host = None
+    if a.cluster:
+        port = _free_port()
+        host = procs.GDirty("host", os.path.abspath(a.gdirty), a.python, conf, workdir, penv("host"),
+                            ["--cluster-listen", f"127.0.0.1:{port}",
+                             "--cluster-data-dir", os.path.join(workdir, "nats")])
+        front_conf = os.path.join(workdir, "front.conf.py")
+        with open(front_conf, "w") as f:
+            f.write(f"dirty_apps = [{APP!r}]\ndirty_workers = 0\ndirty_timeout = 30\nloglevel = 'warning'\n")
+        arb = procs.GDirty("front", os.path.abspath(a.gdirty), a.python, front_conf, workdir, penv("front"),
+                           ["--cluster", f"nats://127.0.0.1:{port}"])
+    elif a.arbiter == "gdirty":
+        arb = procs.GDirty("gdirty-probe", os.path.abspath(a.gdirty), a.python, conf, workdir, penv("gdirty"))
     else:
         arb = procs.GunicornDirty("gunicorn-probe", a.python, conf, workdir, env)
-    arb.launch()
+    others = []
     try:
-        arb.wait_ready(2, APP)
+        if host is not None:
+            host.launch()
+            host.wait_ready(2, APP)
+            others = [host]
+        arb.launch()
+        arb.wait_ready(0 if host else 2, APP)
+        if host is not None:
+            _wait_remote(arb)
         tool = None
         if a.attach:
             import shlex
@@ -110,12 +147,34 @@ def main():
                       flush=True)
                 continue
             name, conc, calls = s.split(":")
-            step(arb, name, int(conc), int(calls))
+            step(arb, name, int(conc), int(calls), others)
         if tool:
             tool.send_signal(signal.SIGINT)
             tool.wait(30)
     finally:
         arb.stop()
+        if host is not None:
+            host.stop()
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_remote(front):
+    """Until the front reaches the hosting node."""
+    def ok():
+        try:
+            with front.client(timeout=5) as c:
+                c.execute(APP, "pid")
+            return True
+        except Exception:  # noqa: BLE001 - not yet
+            time.sleep(0.05)
+            return False
+    procs.wait_until(ok, 30, "the front node to reach the hosting node")
 
 
 if __name__ == "__main__":

@@ -79,9 +79,20 @@ def test_bench_smoke(gdirty_bin, tmp_path):
                 need(r is not None and is_num(r.get("ms_to_first_answer")),
                      f"{s}/{kind}: ms_to_first_answer")
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    import cluster_bench  # noqa: PLC0415 - bench/ is not a package
+    for s in cluster_bench.SCENARIOS:  # both NATS topologies
+        for target in ("local", "remote"):
+            runs = sc.get(s, {}).get("runs", {}).get(target)
+            need(runs, f"{s}/{target}: no runs")
+            for i, r in enumerate(runs or []):
+                for k in ("rps", "units_per_s", "p50_us"):
+                    need(is_num(r.get(k)), f"{s}/{target} run {i}: {k}={r.get(k)!r}")
+
     stops = data["meta"].get("stops", [])
     need(stops and not any(s["killed"] for s in stops),
          f"every process stopped on SIGTERM: {stops}")
     text = md.read_text()
     need("## Targets" in text and "## Machine" in text, "Markdown report rendered")
+    need("## Across hosts (NATS)" in text, "the cluster section rendered")
     assert not missing, "bench smoke produced no figure for:\n  " + "\n  ".join(missing)
