@@ -343,20 +343,28 @@ func (p *Pool) ready(w *Process) {
 	p.failures = 0
 	m := p.workers[w.PID]
 	var old *member
+	reason := ""
 	if m != nil && m.replaces != nil {
 		old, m.replaces = m.replaces, nil
+		// Retiring from this instant, under the same lock that made the
+		// replacement count as active: otherwise a convergence pass in
+		// between sees one worker too many and retires another one (whose
+		// own replacement may not be ready yet) as excess.
+		if old.retiring {
+			old = nil
+		} else {
+			old.retiring = true
+			reason = old.recycling
+		}
 	}
 	p.mu.Unlock()
 	p.log.Infof("Dirty worker %d booted", w.PID)
 	p.obs.WorkerReady(w)
 	if old != nil {
-		p.mu.Lock()
-		reason := old.recycling
-		p.mu.Unlock()
 		if reason == "" {
-			p.retire(old, RetireReload, "replaced by reload")
+			p.retireMarked(old, RetireReload, "replaced by reload")
 		} else {
-			p.retire(old, reason, fmt.Sprintf("recycled (%s), replacement %d is ready", reason, w.PID))
+			p.retireMarked(old, reason, fmt.Sprintf("recycled (%s), replacement %d is ready", reason, w.PID))
 		}
 	}
 }
@@ -426,6 +434,12 @@ func (p *Pool) retire(m *member, reason, why string) {
 	}
 	m.retiring = true
 	p.mu.Unlock()
+	p.retireMarked(m, reason, why)
+}
+
+// retireMarked retires a worker already marked retiring (by the caller,
+// under p.mu).
+func (p *Pool) retireMarked(m *member, reason, why string) {
 	m.p.setRetireReason(reason)
 	p.log.Infof("Retiring dirty worker %d: %s", m.p.PID, why)
 	p.obs.WorkerRetiring(m.p)

@@ -337,7 +337,15 @@ func TestPoolReloadReplacesEveryWorkerReadyFirst(t *testing.T) {
 	sp := &fakeSpawner{}
 	p, rec := startPool(t, PoolConfig{Apps: gunicornDocSpecs, Workers: 2}, sp)
 	eventually(t, "2 booted workers", allBooted(p, 2))
+	// Reload replaces workers oldest first (by Age), and the first workers
+	// may have been spawned in either order: pair each replacement (spawned
+	// in that order) with the worker it replaces by age, not spawn order.
 	old := sp.spawned()
+	ages := map[int]int{}
+	for _, w := range p.Workers() {
+		ages[w.PID] = w.Age
+	}
+	sort.Slice(old, func(i, j int) bool { return ages[old[i].pid] < ages[old[j].pid] })
 	p.Reload()
 	eventually(t, "old workers gone, 2 new ones", func() bool {
 		ws := p.Workers()
@@ -352,7 +360,7 @@ func TestPoolReloadReplacesEveryWorkerReadyFirst(t *testing.T) {
 		ready := rec.index(fmt.Sprintf("ready %d", repl.pid))
 		retiring := rec.index(fmt.Sprintf("retiring %d", o.pid))
 		if ready < 0 || retiring < 0 || retiring < ready {
-			t.Fatalf("worker %d retired (event %d) before its replacement was ready (event %d)", o.pid, retiring, ready)
+			t.Fatalf("worker %d retired (event %d) before its replacement %d was ready (event %d); events %v", o.pid, retiring, repl.pid, ready, rec.events)
 		}
 	}
 	var pids []int
