@@ -16,7 +16,7 @@ NATS_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 SCENARIOS = [f"cluster_{t}_{s}" for t in ("nats", "embedded") for s in ("echo_c1", "echo_c64", "blob_16MiB")]
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -28,7 +28,7 @@ def _start_nats(workdir, procs):
                              cwd=os.path.dirname(os.path.dirname(NATS_BIN)), capture_output=True, text=True)
         if res.returncode != 0:
             raise procs.BenchError(f"building nats-server failed: {res.stderr[-2000:]}")
-    port = _free_port()
+    port = free_port()
     log = open(os.path.join(workdir, "nats.log"), "wb")
     proc = subprocess.Popen([NATS_BIN, "-a", "127.0.0.1", "-p", str(port), "-js",
                              "-sd", os.path.join(workdir, "nats")],
@@ -63,7 +63,7 @@ def run(bench, app, workers, echo_arg, mib):
         except subprocess.TimeoutExpired:
             nats.kill()
             nats.wait()
-    port = _free_port()
+    port = free_port()
     _run_topology(bench, app, workers, echo_arg, mib, "embedded",
                   ["--cluster-listen", f"127.0.0.1:{port}",
                    "--cluster-data-dir", os.path.join(bench.workdir, "nats-embedded")],
@@ -88,7 +88,7 @@ def _run_topology(bench, app, workers, echo_arg, mib, topo, host_args, front_arg
         bench.arbiters.append(front)
         front.launch()
         front.wait_ready(0, app)
-        _wait_remote(front, app, procs)
+        wait_remote(front, app, procs)
         from run import Target  # noqa: PLC0415 - run.py imports this module lazily
         local, remote = Target("local", host), Target("remote", front)
         both = [local, remote]
@@ -105,7 +105,7 @@ def _run_topology(bench, app, workers, echo_arg, mib, topo, host_args, front_arg
         bench.stop(front, host)
 
 
-def _wait_remote(front, app, procs):
+def wait_remote(front, app, procs):
     """Until the front reaches the hosting node (it announces its apps once
     its workers are up)."""
     def ok():

@@ -27,6 +27,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 
+import cluster_bench  # noqa: E402
 import procs  # noqa: E402
 
 APP = "apps:BenchApp"
@@ -106,7 +107,7 @@ def main():
 
     host = None
     if a.cluster:
-        port = _free_port()
+        port = cluster_bench.free_port()
         host = procs.GDirty("host", os.path.abspath(a.gdirty), a.python, conf, workdir, penv("host"),
                             ["--cluster-listen", f"127.0.0.1:{port}",
                              "--cluster-data-dir", os.path.join(workdir, "nats")])
@@ -128,7 +129,7 @@ def main():
         arb.launch()
         arb.wait_ready(0 if host else 2, APP)
         if host is not None:
-            _wait_remote(arb)
+            cluster_bench.wait_remote(arb, APP, procs)
         tool = None
         if a.attach:
             import shlex
@@ -156,25 +157,6 @@ def main():
         if host is not None:
             host.stop()
 
-
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_remote(front):
-    """Until the front reaches the hosting node."""
-    def ok():
-        try:
-            with front.client(timeout=5) as c:
-                c.execute(APP, "pid")
-            return True
-        except Exception:  # noqa: BLE001 - not yet
-            time.sleep(0.05)
-            return False
-    procs.wait_until(ok, 30, "the front node to reach the hosting node")
 
 
 if __name__ == "__main__":
