@@ -105,6 +105,7 @@ def run(wheel, tmp):
 
     app = tmp / "app"
     shutil.copytree(ROOT / "examples" / "basic", app)
+    embedded_nats(gdirty, app, tmp, env)
     name = f"gdirty-wheel-smoke-{os.getpid()}"
     cmd = ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0",
            "--name", name, "--control-socket", str(tmp / "ctl.sock")]
@@ -149,8 +150,39 @@ def run(wheel, tmp):
     if code != 0:
         fail(f"gunicorn exited {code} on SIGTERM", log)
     print(f"wheel smoke: ok: {wheel.name} installed without Go, gunicorn's master ran "
-          f"{gdirty.relative_to(tmp)}, dirty workers answered, SIGTERM left nothing running "
+          f"{gdirty.relative_to(tmp)}, dirty workers answered, SIGTERM left nothing running, "
+          "--cluster-listen ran nats-server inside gdirty-cluster "
           f"({time.monotonic() - started:.1f}s)")
+
+
+def embedded_nats(gdirty, app, tmp, env):
+    """--cluster-listen from the wheel alone: the lean gdirty hands over to
+    gdirty-cluster, which runs nats-server inside itself (no nats-server
+    binary anywhere) with the stash in its JetStream, and stops cleanly."""
+    cmd = [str(gdirty), "--config", "gunicorn.conf.py", "--no-pidfile", "--socket", str(tmp / "embedded.sock"),
+           "--cluster-listen", "127.0.0.1:0", "--cluster-data-dir", str(tmp / "js"), "--stash", "cluster"]
+    proc = subprocess.Popen(cmd, cwd=app, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = []
+    threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        for what, pattern in (("the embedded nats-server", r"nats-server \S+ listening on"),
+                              ("the stash in JetStream", r"stash in JetStream bucket"),
+                              ("its workers", r"Dirty worker \d+ booted")):
+            wait_for(lambda: any(re.search(pattern, line) for line in list(log)), DEADLINE, what, log)
+        exe = os.readlink(f"/proc/{proc.pid}/exe")
+        if Path(exe).name != "gdirty-cluster":
+            fail(f"--cluster-listen runs {exe}, not the wheel's gdirty-cluster", log)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            fail("gdirty --cluster-listen did not stop on SIGTERM", log)
+    wait_for(lambda: not session_pids(proc.pid), 30, "every process of the --cluster-listen run to exit", log)
+    if code != 0:
+        fail(f"gdirty --cluster-listen exited {code} on SIGTERM", log)
 
 
 if __name__ == "__main__":
