@@ -29,14 +29,16 @@ const embeddedReady = 30 * time.Second
 // linked into gdirty-cluster only: the lean gdirty (built with -tags
 // nocluster) never carries it and hands a clustered run to gdirty-cluster.
 type EmbeddedServer struct {
-	srv *server.Server
+	srv     *server.Server
+	scratch string // a JetStream directory of its own, removed at stop
 	// URL is where the other nodes (and this one's TCP fallback) reach it.
 	URL string
 }
 
 // StartEmbedded runs nats-server on o.Listen with JetStream storing under
 // o.DataDir (default: a directory under the system temp dir named after
-// the cluster and port, so a restarted gdirty finds its stash again).
+// the cluster and port, so a restarted gdirty finds its stash again; with
+// port 0, a random port, a fresh directory removed at stop).
 // Clients must present the token or user and password this node uses, if
 // any; with --cluster-tls-cert/key the server speaks TLS with that
 // certificate, and with --cluster-tls-ca it also requires client
@@ -46,9 +48,23 @@ func StartEmbedded(o *Options, log logrus.FieldLogger) (*EmbeddedServer, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(sopts.StoreDir, 0o700); err != nil {
+	var scratch string
+	if sopts.StoreDir == "" {
+		// A random port and no data directory: nothing could find this
+		// store again, so it is a fresh one, removed at stop.
+		if scratch, err = os.MkdirTemp("", "gdirty-nats-"); err != nil {
+			return nil, fmt.Errorf("JetStream directory: %w", err)
+		}
+		sopts.StoreDir = scratch
+	} else if err := os.MkdirAll(sopts.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--cluster-data-dir: %w", err)
 	}
+	e := &EmbeddedServer{scratch: scratch}
+	defer func() {
+		if e.srv == nil && scratch != "" {
+			os.RemoveAll(scratch)
+		}
+	}()
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen %s: %w", o.Listen, err)
@@ -68,8 +84,8 @@ func StartEmbedded(o *Options, log logrus.FieldLogger) (*EmbeddedServer, error) 
 	if a, ok := srv.Addr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
-	e := &EmbeddedServer{srv: srv, URL: "nats://" + net.JoinHostPort(dialHost, strconv.Itoa(port))}
-	log.Infof("cluster: nats-server %s listening on %s, JetStream in %s", server.VERSION, o.Listen, sopts.StoreDir)
+	e.srv, e.URL = srv, "nats://"+net.JoinHostPort(dialHost, strconv.Itoa(port))
+	log.Infof("cluster: nats-server %s listening on %s, JetStream in %s", server.VERSION, srv.Addr(), sopts.StoreDir)
 	return e, nil
 }
 
@@ -88,7 +104,7 @@ func serverOptions(o *Options) (*server.Options, error) {
 		return nil, errors.New("--cluster-listen: the server gdirty runs takes a token or user and password, not a creds file")
 	}
 	dataDir := o.DataDir
-	if dataDir == "" {
+	if dataDir == "" && port != 0 {
 		dataDir = filepath.Join(os.TempDir(), fmt.Sprintf("gdirty-nats-%s-%d", o.Name, port))
 	}
 	if port == 0 {
@@ -142,6 +158,9 @@ func (e *EmbeddedServer) Stop() {
 	}
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
+	if e.scratch != "" {
+		os.RemoveAll(e.scratch)
+	}
 }
 
 // serverLog passes the server's log lines to gdirty's log: errors and

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -113,6 +114,28 @@ func TestEmbeddedServerMutualTLS(t *testing.T) {
 			nc.Close()
 			t.Fatalf("%s: connected", name)
 		}
+	}
+}
+
+// A random port without a data directory gets a JetStream store of its
+// own (nothing could find it again), removed at stop.
+func TestEmbeddedServerRandomPortScratchStore(t *testing.T) {
+	o := &Options{Listen: "127.0.0.1:0"}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := StartEmbedded(o, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := e.scratch
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		e.Stop()
+		t.Fatalf("scratch store %q: %v", dir, err)
+	}
+	e.Stop()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("scratch store %s left after stop: %v", dir, err)
 	}
 }
 
