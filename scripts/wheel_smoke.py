@@ -140,15 +140,7 @@ def run(wheel, tmp):
         if status != 200 or body.strip() != '"ytridg"':
             fail(f"/reverse answered {status} {body!r}", log)
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            fail("gunicorn did not stop on SIGTERM", log)
-    wait_for(lambda: not session_pids(proc.pid), 30, "every process of the run to exit", log)
-    if code != 0:
-        fail(f"gunicorn exited {code} on SIGTERM", log)
+        stop_cleanly(proc, "gunicorn", log)
     print(f"wheel smoke: ok: {wheel.name} installed without Go, gunicorn's master ran "
           f"{gdirty.relative_to(tmp)}, dirty workers answered, SIGTERM left nothing running, "
           "--cluster-listen ran nats-server inside gdirty-cluster "
@@ -174,15 +166,20 @@ def embedded_nats(gdirty, app, tmp, env):
         if Path(exe).name != "gdirty-cluster":
             fail(f"--cluster-listen runs {exe}, not the wheel's gdirty-cluster", log)
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            fail("gdirty --cluster-listen did not stop on SIGTERM", log)
-    wait_for(lambda: not session_pids(proc.pid), 30, "every process of the --cluster-listen run to exit", log)
+        stop_cleanly(proc, "gdirty --cluster-listen", log)
+
+
+def stop_cleanly(proc, name, log):
+    """SIGTERM: exit 0 and nothing of the process's session left behind."""
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        fail(f"{name} did not stop on SIGTERM", log)
+    wait_for(lambda: not session_pids(proc.pid), 30, f"every process of the {name} run to exit", log)
     if code != 0:
-        fail(f"gdirty --cluster-listen exited {code} on SIGTERM", log)
+        fail(f"{name} exited {code} on SIGTERM", log)
 
 
 if __name__ == "__main__":
