@@ -31,7 +31,7 @@ const embeddedReady = 30 * time.Second
 type EmbeddedServer struct {
 	srv     *server.Server
 	scratch string // a JetStream directory of its own, removed at stop
-	// URL is where the other nodes (and this one's TCP fallback) reach it.
+	// URL is where the other nodes reach it (nats://HOST:PORT).
 	URL string
 }
 
@@ -69,12 +69,26 @@ func StartEmbedded(o *Options, log logrus.FieldLogger) (*EmbeddedServer, error) 
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen %s: %w", o.Listen, err)
 	}
-	srv.SetLoggerV2(serverLog{log.WithField("component", "nats-server")}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLog{l: log.WithField("component", "nats-server"), fatal: fatal}, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(embeddedReady) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("--cluster-listen %s: nats-server not ready within %s (see its log lines above)", o.Listen, embeddedReady)
+	// A server that cannot start (the port is taken) says so through its
+	// log's Fatalf and never becomes ready: fail at once, not at the bound.
+	deadline := time.Now().Add(embeddedReady)
+	for !srv.ReadyForConnections(100 * time.Millisecond) {
+		var why string
+		select {
+		case why = <-fatal:
+		default:
+			if time.Now().After(deadline) {
+				why = fmt.Sprintf("nats-server not ready within %s (see its log lines above)", embeddedReady)
+			}
+		}
+		if why != "" {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, fmt.Errorf("--cluster-listen %s: %s", o.Listen, why)
+		}
 	}
 	dialHost := sopts.Host
 	if dialHost == "" || dialHost == "0.0.0.0" || dialHost == "::" {
@@ -165,12 +179,23 @@ func (e *EmbeddedServer) Stop() {
 
 // serverLog passes the server's log lines to gdirty's log: errors and
 // warnings as such, notices (start-up banner) and debug lines at debug
-// level. Fatalf only logs: the embedded server never exits the process.
-type serverLog struct{ l logrus.FieldLogger }
+// level. Fatalf never exits the process: it logs and hands the message to
+// StartEmbedded (the server does not start).
+type serverLog struct {
+	l     logrus.FieldLogger
+	fatal chan<- string
+}
 
 func (s serverLog) Noticef(f string, a ...any) { s.l.Debugf(f, a...) }
 func (s serverLog) Warnf(f string, a ...any)   { s.l.Warnf(f, a...) }
-func (s serverLog) Fatalf(f string, a ...any)  { s.l.Errorf(f, a...) }
-func (s serverLog) Errorf(f string, a ...any)  { s.l.Errorf(f, a...) }
-func (s serverLog) Debugf(f string, a ...any)  { s.l.Debugf(f, a...) }
-func (s serverLog) Tracef(string, ...any)      {}
+func (s serverLog) Fatalf(f string, a ...any) {
+	msg := fmt.Sprintf(f, a...)
+	s.l.Error(msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
+}
+func (s serverLog) Errorf(f string, a ...any) { s.l.Errorf(f, a...) }
+func (s serverLog) Debugf(f string, a ...any) { s.l.Debugf(f, a...) }
+func (s serverLog) Tracef(string, ...any)     {}

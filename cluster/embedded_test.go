@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
@@ -136,6 +138,35 @@ func TestEmbeddedServerRandomPortScratchStore(t *testing.T) {
 	e.Stop()
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("scratch store %s left after stop: %v", dir, err)
+	}
+}
+
+// A taken port is a clear error at once, not a wait for readiness.
+func TestEmbeddedServerPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	o := &Options{Listen: l.Addr().String(), DataDir: t.TempDir()}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		e, err := StartEmbedded(o, quietLog())
+		if err == nil {
+			e.Stop()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("a taken port: %v", err)
+		}
+	case <-time.After(embeddedReady / 2):
+		t.Fatal("a taken port was not refused before the readiness bound")
 	}
 }
 
