@@ -253,12 +253,18 @@ func (j *JetStream) Delete(table, key string) (bool, error) {
 
 // entries returns the live entries of a table generation, in insertion order.
 func (j *JetStream) entries(ctx context.Context, r *tableRec) ([]*entryRec, error) {
-	w, err := j.kv.Watch(ctx, r.entryPrefix("")+"*", jetstream.IgnoreDeletes())
+	return listKeys(ctx, j, r.entryPrefix("")+"*", decodeEntry, func(e *entryRec) uint64 { return e.order })
+}
+
+// listKeys reads every live key matching pattern through a watch (which
+// delivers the current values, then nil), decoded and sorted by order.
+func listKeys[T any](ctx context.Context, j *JetStream, pattern string, decode func(jetstream.KeyValueEntry) (T, error), order func(T) uint64) ([]T, error) {
+	w, err := j.kv.Watch(ctx, pattern, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, j.wrap(err)
 	}
 	defer w.Stop()
-	var out []*entryRec
+	var out []T
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -266,14 +272,14 @@ func (j *JetStream) entries(ctx context.Context, r *tableRec) ([]*entryRec, erro
 				return nil, errors.New("cluster stash: listing stopped")
 			}
 			if e == nil {
-				sort.Slice(out, func(a, b int) bool { return out[a].order < out[b].order })
+				sort.Slice(out, func(a, b int) bool { return order(out[a]) < order(out[b]) })
 				return out, nil
 			}
-			er, err := decodeEntry(e)
+			v, err := decode(e)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, er)
+			out = append(out, v)
 		case <-ctx.Done():
 			return nil, j.wrap(ctx.Err())
 		}
@@ -400,31 +406,9 @@ func (j *JetStream) DeleteTable(table string) (bool, error) {
 
 // tables returns the table records in creation order.
 func (j *JetStream) tables(ctx context.Context) ([]*tableRec, error) {
-	w, err := j.kv.Watch(ctx, "t.*", jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, j.wrap(err)
-	}
-	defer w.Stop()
-	var out []*tableRec
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("cluster stash: listing stopped")
-			}
-			if e == nil {
-				sort.Slice(out, func(a, b int) bool { return out[a].order < out[b].order })
-				return out, nil
-			}
-			r, err := decodeTable(e.Key(), e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r)
-		case <-ctx.Done():
-			return nil, j.wrap(ctx.Err())
-		}
-	}
+	return listKeys(ctx, j, "t.*", func(e jetstream.KeyValueEntry) (*tableRec, error) {
+		return decodeTable(e.Key(), e)
+	}, func(r *tableRec) uint64 { return r.order })
 }
 
 func (j *JetStream) Tables() ([]string, error) {
