@@ -8,10 +8,15 @@ PYTHON  ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 GDIRTY  := bin/gdirty
-# gdirty with cluster support; the lean bin/gdirty (-tags nocluster) execs
-# it, found next to itself, whenever a cluster setting is given.
+# gdirty with cluster support and the metrics endpoint; the lean
+# bin/gdirty (-tags lean) execs it, found next to itself, whenever a
+# cluster setting or --metrics-bind is given.
 GDIRTY_CLUSTER := bin/gdirty-cluster
 NATS_SERVER := bin/nats-server
+# Build tags: the lean gdirty leaves out cluster support and the metrics
+# endpoint (lean); neither build needs urfave/cli's man/markdown generator.
+LEAN_TAGS := lean,urfave_cli_no_docs
+FULL_TAGS := urfave_cli_no_docs
 GOFILES := $(shell find . -name '*.go' -not -path './.venv/*') go.mod go.sum $(wildcard pyshim/gdirty_pyshim/*.py)
 
 .PHONY: setup build nats-server run test test-go test-py fuzz fuzz-short vet lint clean
@@ -32,10 +37,10 @@ build: $(GDIRTY) $(GDIRTY_CLUSTER)
 # Static, without cgo: gdirty needs nothing from libc, and not mapping libc
 # and the dynamic loader saves 1.4 MiB of resident memory.
 $(GDIRTY): $(GOFILES)
-	CGO_ENABLED=0 go build -tags nocluster -o $(GDIRTY) ./cmd/gdirty
+	CGO_ENABLED=0 go build -tags $(LEAN_TAGS) -o $(GDIRTY) ./cmd/gdirty
 
 $(GDIRTY_CLUSTER): $(GOFILES)
-	CGO_ENABLED=0 go build -o $(GDIRTY_CLUSTER) ./cmd/gdirty
+	CGO_ENABLED=0 go build -tags $(FULL_TAGS) -o $(GDIRTY_CLUSTER) ./cmd/gdirty
 
 # The NATS server the cluster tests run, built from the Go module pinned in
 # go.mod (cluster/tools.go): no download step of its own.
@@ -60,9 +65,9 @@ wheel: $(VENV)/.build-tools
 	@for p in $(WHEEL_PLATFORMS); do \
 		arch=$${p%%:*}; plat=$${p#*:}; bin=dist/bin/linux-$$arch/gdirty; \
 		echo "gdirty $(VERSION) linux/$$arch -> $$plat"; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -tags nocluster \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -tags $(LEAN_TAGS) \
 			-ldflags "-s -w -X main.version=$(VERSION)" -o $$bin ./cmd/gdirty || exit 1; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -tags $(FULL_TAGS) \
 			-ldflags "-s -w -X main.version=$(VERSION)" -o $$bin-cluster ./cmd/gdirty || exit 1; \
 		(cd pyshim && GDIRTY_WHEEL_BINARY=$(CURDIR)/$$bin GDIRTY_WHEEL_CLUSTER_BINARY=$(CURDIR)/$$bin-cluster \
 			GDIRTY_WHEEL_PLATFORM=$$plat \
@@ -87,23 +92,23 @@ test-wheel:
 	$(MAKE) --no-print-directory wheel WHEEL_PLATFORMS=amd64:manylinux_2_17_x86_64.manylinux2014_x86_64
 	$(PYTHON) scripts/wheel_smoke.py dist/gdirty-$(VERSION)-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
 
-# Both builds: the default one (cluster support) and the lean -tags nocluster.
+# Both builds: the full one (cluster support, metrics endpoint) and the lean one.
 vet:
 	go vet ./...
-	go vet -tags nocluster ./...
+	go vet -tags lean ./...
 
 # staticcheck, pinned; run through the module proxy so nothing is installed
 # by hand.
 STATICCHECK ?= go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
 	$(STATICCHECK) ./...
-	$(STATICCHECK) -tags nocluster ./cmd/...
+	$(STATICCHECK) -tags lean ./cmd/...
 
 test: setup lint test-go fuzz-short test-py test-compat test-wheel
 
 test-go:
 	go test -race -count=1 ./...
-	go test -race -count=1 -tags nocluster ./cmd/...
+	go test -race -count=1 -tags lean ./cmd/...
 
 test-py: setup
 	$(VPY) -m pytest -q tests/

@@ -1,13 +1,6 @@
 package arbiter
 
-import (
-	"sync"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/gdirty/gdirty/worker"
-)
+import "time"
 
 // Call outcomes, the "outcome" label of gdirty_requests_total.
 const (
@@ -21,141 +14,32 @@ const (
 	OutcomeClient    = "client_gone" // the client stopped reading
 )
 
-// maxActionsPerApp bounds the "action" label: action names come from
-// clients, and an unbounded label set is a memory leak.
-const maxActionsPerApp = 64
-
-// Metrics are gdirty's Prometheus metrics. A nil *Metrics records nothing.
-type Metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	inFlight  prometheus.Gauge
-	starts    prometheus.Counter
-	deaths    prometheus.Counter
-	timeouts  prometheus.Counter
-	recycles  *prometheus.CounterVec
-	mu        sync.Mutex
-	actions   map[string]map[string]bool
-	knownApps map[string]bool
+// Recorder is told about calls and worker lifecycle events. The arbiter
+// does not know where they go: the Prometheus recorder (package metrics)
+// is linked only into the build that serves --metrics-bind, so a gdirty
+// without metrics pays nothing for them.
+type Recorder interface {
+	// CallStarted counts a call in flight and returns its start time.
+	CallStarted() time.Time
+	// CallFinished records a call's outcome (one of Outcome*) and latency.
+	CallFinished(app, action, outcome string, started time.Time)
+	WorkerStarted()
+	WorkerExited()
+	// WorkerRetired counts a retirement; reason is one of worker.RetireReasons.
+	WorkerRetired(reason string)
 }
+
+// noRecorder records nothing (no --metrics-bind).
+type noRecorder struct{}
+
+func (noRecorder) CallStarted() time.Time                         { return time.Time{} }
+func (noRecorder) CallFinished(string, string, string, time.Time) {}
+func (noRecorder) WorkerStarted()                                 {}
+func (noRecorder) WorkerExited()                                  {}
+func (noRecorder) WorkerRetired(string)                           {}
 
 // StashStats reports the stash's size for metrics.
 type StashStats interface {
 	Stats() (tables, entries int)
 	Usage() (used, max int64)
-}
-
-// AddStash registers the stash gauges (read at scrape time).
-func AddStash(reg prometheus.Registerer, s StashStats) {
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_stash_tables", Help: "Stash tables."},
-			func() float64 { t, _ := s.Stats(); return float64(t) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_stash_entries", Help: "Stash entries across all tables."},
-			func() float64 { _, e := s.Stats(); return float64(e) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_stash_bytes", Help: "Stash memory accounted against --stash-max-bytes."},
-			func() float64 { u, _ := s.Usage(); return float64(u) }),
-	)
-}
-
-// NewMetrics registers gdirty's metrics on reg. queueDepth and workers are
-// read at scrape time.
-func NewMetrics(reg prometheus.Registerer, apps []string, queueDepth, workers func() float64) *Metrics {
-	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gdirty_requests_total", Help: "Dirty calls by app, action and outcome.",
-		}, []string{"app", "action", "outcome"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gdirty_request_duration_seconds",
-			Help:    "Time from a call's arrival to its final answer, by app.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
-		}, []string{"app"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdirty_requests_in_flight", Help: "Calls being answered now."}),
-		starts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_starts_total", Help: "Dirty worker processes started."}),
-		deaths:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_worker_exits_total", Help: "Dirty worker processes that exited (any reason)."}),
-		timeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdirty_call_timeouts_total", Help: "Calls that hit dirty_timeout."}),
-		recycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdirty_worker_retirements_total",
-			Help: "Workers retired, by reason: reload, scale_down, excess, timeout (stuck call), max_requests, max_memory, ttl, idle_ttl."},
-			[]string{"reason"}),
-		actions: map[string]map[string]bool{},
-		knownApps: func() map[string]bool {
-			k := map[string]bool{}
-			for _, a := range apps {
-				k[a] = true
-			}
-			return k
-		}(),
-	}
-	// Every reason exported from the start (at 0), so rates work at once.
-	for _, r := range worker.RetireReasons {
-		m.recycles.WithLabelValues(r)
-	}
-	reg.MustRegister(m.requests, m.latency, m.inFlight, m.starts, m.deaths, m.timeouts, m.recycles,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_queue_depth", Help: "Calls waiting for a free worker."}, queueDepth),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gdirty_workers", Help: "Live dirty worker processes."}, workers),
-	)
-	return m
-}
-
-// label bounds app and action to values that cannot grow without limit.
-func (m *Metrics) label(app, action string) (string, string) {
-	if !m.knownApps[app] {
-		return "(unknown)", "(unknown)"
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	seen := m.actions[app]
-	if seen == nil {
-		seen = map[string]bool{}
-		m.actions[app] = seen
-	}
-	if !seen[action] {
-		if len(seen) >= maxActionsPerApp || len(action) > 64 {
-			return app, "(other)"
-		}
-		seen[action] = true
-	}
-	return app, action
-}
-
-// CallStarted counts a call in flight and returns its start time.
-func (m *Metrics) CallStarted() time.Time {
-	if m == nil {
-		return time.Time{}
-	}
-	m.inFlight.Inc()
-	return time.Now()
-}
-
-// CallFinished records a call's outcome and latency.
-func (m *Metrics) CallFinished(app, action, outcome string, started time.Time) {
-	if m == nil {
-		return
-	}
-	m.inFlight.Dec()
-	app, action = m.label(app, action)
-	m.requests.WithLabelValues(app, action, outcome).Inc()
-	m.latency.WithLabelValues(app).Observe(time.Since(started).Seconds())
-	if outcome == OutcomeTimeout {
-		m.timeouts.Inc()
-	}
-}
-
-// WorkerStarted, WorkerExited and WorkerRetired count lifecycle events.
-func (m *Metrics) WorkerStarted() {
-	if m != nil {
-		m.starts.Inc()
-	}
-}
-
-func (m *Metrics) WorkerExited() {
-	if m != nil {
-		m.deaths.Inc()
-	}
-}
-
-// WorkerRetired counts a retirement; reason is one of worker.RetireReasons.
-func (m *Metrics) WorkerRetired(reason string) {
-	if m != nil {
-		m.recycles.WithLabelValues(reason).Inc()
-	}
 }

@@ -41,7 +41,7 @@ type Config struct {
 	Stash  Service
 	Manage Service
 	// Metrics, when set, records calls and worker lifecycle.
-	Metrics *Metrics
+	Metrics Recorder
 	// AllowUIDs, when non-empty, restricts clients to these uids (and
 	// gdirty's own), checked with SO_PEERCRED.
 	AllowUIDs []int
@@ -59,7 +59,7 @@ type Server struct {
 	log     logrus.FieldLogger
 	router  *Router[*worker.Process]
 	pool    *worker.Pool
-	metrics *Metrics
+	metrics Recorder
 	spiller Spiller // --spill (remote.go)
 
 	mu       sync.Mutex
@@ -78,6 +78,9 @@ type Server struct {
 func NewServer(cfg Config) *Server {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 30 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noRecorder{}
 	}
 	return &Server{
 		cfg:     cfg,

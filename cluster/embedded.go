@@ -27,7 +27,7 @@ const embeddedReady = 30 * time.Second
 // EmbeddedServer is the real nats-server that --cluster-listen runs inside
 // this gdirty, for a small deployment without a NATS of its own. It is
 // linked into gdirty-cluster only: the lean gdirty (built with -tags
-// nocluster) never carries it and hands a clustered run to gdirty-cluster.
+// lean) never carries it and hands a clustered run to gdirty-cluster.
 type EmbeddedServer struct {
 	srv     *server.Server
 	scratch string // a JetStream directory of its own, removed at stop

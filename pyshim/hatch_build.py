@@ -1,8 +1,9 @@
 """Puts the gdirty binaries into the wheel (hatchling build hook).
 
-There are two: ``gdirty``, built with ``-tags nocluster`` (lean: no NATS
-client linked), and ``gdirty-cluster``, with cluster support, which the lean
-one execs whenever a cluster setting is given.
+There are two: ``gdirty``, built with ``-tags lean`` (no NATS client, no
+Prometheus client or HTTP server linked), and ``gdirty-cluster``, with all
+of it, which the lean one execs whenever a cluster setting or
+``--metrics-bind`` is given.
 
 * ``GDIRTY_WHEEL_BINARY=/path/to/gdirty``, ``GDIRTY_WHEEL_CLUSTER_BINARY``
   (default: that path with ``-cluster``) and ``GDIRTY_WHEEL_PLATFORM=<tag>``
@@ -53,7 +54,7 @@ class CustomBuildHook(BuildHookInterface):
         out = os.path.join(self._tmp, "gdirty")
         env = dict(os.environ, CGO_ENABLED="0")
         ldflags = f"-s -w -X main.version={self.metadata.version}"
-        for tags, path in ((["-tags", "nocluster"], out), ([], out + "-cluster")):
+        for tags, path in ((["-tags", "lean,urfave_cli_no_docs"], out), (["-tags", "urfave_cli_no_docs"], out + "-cluster")):
             subprocess.run([go, "build", "-trimpath", *tags, "-ldflags", ldflags, "-o", path, "./cmd/gdirty"],
                            cwd=source, env=env, check=True)
         self._ship(build_data, out, out + "-cluster", None)

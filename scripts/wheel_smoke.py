@@ -95,7 +95,7 @@ def run(wheel, tmp):
 
     # The lean gdirty hands cluster work to the wheel's gdirty-cluster: with
     # nothing listening, that is gdirty-cluster's NATS error, not the lean
-    # one's "built without cluster support".
+    # one's "this is the lean gdirty".
     if not os.access(venv / "bin" / "gdirty-cluster", os.X_OK):
         fail(f"installing the wheel did not put an executable gdirty-cluster next to {gdirty}")
     res = subprocess.run([str(gdirty), "status", "--cluster", "nats://127.0.0.1:1", "--timeout", "5s"],

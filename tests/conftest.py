@@ -181,8 +181,8 @@ def gdirty_bin():
     GDIRTY_BIN.parent.mkdir(exist_ok=True)
     # As `make build` (static, no cgo): the lean gdirty, and next to it
     # gdirty-cluster, which it execs when a cluster setting is given.
-    for tags, out in ((["-tags", "nocluster"], GDIRTY_BIN),
-                      ([], GDIRTY_BIN.with_name("gdirty-cluster"))):
+    for tags, out in ((["-tags", "lean,urfave_cli_no_docs"], GDIRTY_BIN),
+                      (["-tags", "urfave_cli_no_docs"], GDIRTY_BIN.with_name("gdirty-cluster"))):
         res = subprocess.run([go, "build", *tags, "-o", str(out), "./cmd/gdirty"],
                              cwd=ROOT, capture_output=True, text=True, timeout=600,
                              env=dict(os.environ, CGO_ENABLED="0"))

@@ -1,7 +1,7 @@
 """Cluster settings from gunicorn.conf.py, and the lean gdirty's hand-over.
 
-bin/gdirty is the lean build (-tags nocluster: no NATS client linked); any
-cluster setting makes it exec bin/gdirty-cluster in place (same PID). The
+bin/gdirty is the lean build (-tags lean: no NATS client, no metrics endpoint); any
+cluster setting (or --metrics-bind) makes it exec bin/gdirty-cluster in place (same PID). The
 settings gunicorn lacks are read from gunicorn.conf.py as gdirty_* names;
 flags win over the TOML, which wins over the config file.
 """
@@ -49,13 +49,15 @@ def test_lean_gdirty_without_gdirty_cluster_says_so(gdirty_bin, tmp_path):
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(dirty_config([ECHO], workers=1))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    for args in (["--config", str(conf), "--python", PYTHON, "--cluster", "nats://127.0.0.1:1"],
-                 ["status", "--cluster", "nats://127.0.0.1:1"]):
+    for why, args in (("--cluster", ["--config", str(conf), "--python", PYTHON, "--cluster", "nats://127.0.0.1:1"]),
+                      ("--cluster", ["status", "--cluster", "nats://127.0.0.1:1"]),
+                      ("--metrics-bind", ["--config", str(conf), "--python", PYTHON, "--metrics-bind", "127.0.0.1:0"])):
         res = subprocess.run([str(lone), *args], capture_output=True, text=True, timeout=60,
                              env=env, cwd=str(tmp_path))
         assert res.returncode == 2, res.stderr
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("gdirty: --cluster: this gdirty is built without cluster support"), lines
+        assert len(lines) == 1 and lines[0].startswith(
+            f"gdirty: {why}: this is the lean gdirty (no cluster support, no metrics endpoint)"), lines
         assert "gdirty-cluster is neither next to" in lines[0] and "nor on PATH" in lines[0]
     assert not os.path.exists(tmp_path / "gdirty-cluster")
 

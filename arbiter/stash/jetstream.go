@@ -1,4 +1,4 @@
-//go:build !nocluster
+//go:build !lean
 
 package stash
 

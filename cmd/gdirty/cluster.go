@@ -1,4 +1,4 @@
-//go:build !nocluster
+//go:build !lean
 
 package main
 
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
@@ -148,7 +147,7 @@ func connectCluster(o *clusterConfig, log logrus.FieldLogger) (*clusterNode, err
 }
 
 // join starts serving and calling through the cluster.
-func (cn *clusterNode) join(srv *arbiter.Server, pool **worker.Pool, timeout time.Duration, reg prometheus.Registerer) error {
+func (cn *clusterNode) join(srv *arbiter.Server, pool **worker.Pool, timeout time.Duration, reg metricsRegistry) error {
 	var metrics *cluster.Metrics
 	if reg != nil {
 		metrics = cluster.NewMetrics(reg)

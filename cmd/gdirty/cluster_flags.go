@@ -1,7 +1,7 @@
 package main
 
 // The cluster's flags and settings, known to both builds: the lean gdirty
-// (-tags nocluster) must recognise them to hand over to gdirty-cluster
+// (-tags lean) must recognise them to hand over to gdirty-cluster
 // (cluster_off.go); gdirty-cluster uses them (cluster.go).
 
 import (

@@ -1,8 +1,8 @@
-//go:build nocluster
+//go:build lean
 
 package main
 
-// Built with `-tags nocluster`: the lean gdirty, with none of the cluster
+// Built with `-tags lean`: the lean gdirty, with none of the cluster
 // code linked (the NATS client costs every gdirty about 1 MiB of idle RSS
 // even when no cluster is configured). It still knows the cluster flags
 // and settings (cluster_flags.go): given any, it replaces itself with
@@ -11,7 +11,6 @@ package main
 import (
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
@@ -37,7 +36,7 @@ func connectCluster(*clusterConfig, logrus.FieldLogger) (*clusterNode, error) {
 	return nil, nil
 }
 
-func (*clusterNode) join(*arbiter.Server, **worker.Pool, time.Duration, prometheus.Registerer) error {
+func (*clusterNode) join(*arbiter.Server, **worker.Pool, time.Duration, metricsRegistry) error {
 	return nil
 }
 

@@ -1,9 +1,10 @@
 package main
 
-// The lean gdirty (-tags nocluster) hands any cluster work to
-// gdirty-cluster, the same gdirty built with cluster support: it execs it
-// in place (same PID, argv and environment), so gunicorn's master, PID
-// files and scripts that track gdirty's PID never notice.
+// The lean gdirty (-tags lean) hands any cluster work, and a metrics
+// endpoint, to gdirty-cluster, the same gdirty built with everything
+// linked (cluster support, the Prometheus client and an HTTP server): it
+// execs it in place (same PID, argv and environment), so gunicorn's
+// master, PID files and scripts that track gdirty's PID never notice.
 
 import (
 	"fmt"
@@ -15,21 +16,25 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// clusterBinary is the name of gdirty built with cluster support.
+// clusterBinary is the name of the full gdirty build (cluster support and
+// the metrics endpoint).
 const clusterBinary = "gdirty-cluster"
 
 // clusterHandoff execs gdirty-cluster when this is the lean build and a
 // cluster setting is given: a flag or its environment variable, or t
-// (from where, e.g. the TOML's path). cleanup runs just before the exec,
-// whose process skips this one's deferred calls. Returns nil when there is
-// nothing to hand over.
+// (from where, e.g. the TOML's path); or --metrics-bind. cleanup runs
+// just before the exec, whose process skips this one's deferred calls.
+// Returns nil when there is nothing to hand over.
 func clusterHandoff(c *cli.Context, flags []cli.Flag, t clusterSettings, where string, cleanup func()) error {
-	if clusterBuilt {
-		return nil
+	var why string
+	if !clusterBuilt {
+		why = clusterFlagSet(c, flags)
+		if why == "" && t.any() {
+			why = "cluster settings in " + where
+		}
 	}
-	why := clusterFlagSet(c, flags)
-	if why == "" && t.any() {
-		why = "cluster settings in " + where
+	if why == "" && !metricsBuilt && c.String("metrics-bind") != "" {
+		why = "--metrics-bind"
 	}
 	if why == "" {
 		return nil
@@ -42,13 +47,13 @@ func clusterHandoff(c *cli.Context, flags []cli.Flag, t clusterSettings, where s
 func execCluster(why string, cleanup func()) error {
 	bin, err := findClusterBinary()
 	if err != nil {
-		return &usageError{msg: fmt.Sprintf("%s: this gdirty is built without cluster support, and %v", why, err)}
+		return &usageError{msg: fmt.Sprintf("%s: this is the lean gdirty (no cluster support, no metrics endpoint), and %v", why, err)}
 	}
 	if cleanup != nil {
 		cleanup()
 	}
 	if err := syscall.Exec(bin, os.Args, os.Environ()); err != nil {
-		return fmt.Errorf("%s: exec %s for cluster support: %w", why, bin, err)
+		return fmt.Errorf("%s: exec %s: %w", why, bin, err)
 	}
 	return nil
 }
@@ -71,7 +76,7 @@ func findClusterBinary() (string, error) {
 	}
 	// A gdirty-cluster that is this very binary would exec itself forever.
 	if real, err := filepath.EvalSymlinks(bin); err == nil && real == self {
-		return "", fmt.Errorf("%s is this same lean gdirty (%s), not one built with cluster support", clusterBinary, bin)
+		return "", fmt.Errorf("%s is this same lean gdirty (%s), not the full build", clusterBinary, bin)
 	}
 	return bin, nil
 }
