@@ -67,16 +67,19 @@ def step(arb, name, conc, calls, others=()):
     barrier.wait()
     procs.reset_peak_rss(arb.arbiter_pid)
     other0 = [procs.proc_cpu_seconds(o.arbiter_pid) for o in others]
+    sw0 = procs.proc_ctx_switches(arb.arbiter_pid)
     cpu0, t0 = procs.proc_cpu_seconds(arb.arbiter_pid), time.perf_counter()
     for p in ps:
         p.join()
     cpu1, t1 = procs.proc_cpu_seconds(arb.arbiter_pid), time.perf_counter()
+    sw1 = procs.proc_ctx_switches(arb.arbiter_pid)
     other1 = [procs.proc_cpu_seconds(o.arbiter_pid) for o in others]
     mem = procs.proc_mem_kib(arb.arbiter_pid)
     n = per * conc
     print(f"{arb.kind:8} {name:7} c={conc:<3} calls={n:<6} {n / (t1 - t0):9.0f}/s "
           f"cpu/call {1e6 * (cpu1 - cpu0) / n:8.1f} us  peak RSS {mem['VmHWM'] / 1024:6.1f} MiB  "
-          f"RSS now {mem['VmRSS'] / 1024:6.1f} MiB", flush=True)
+          f"RSS now {mem['VmRSS'] / 1024:6.1f} MiB  wake-ups/call {(sw1[0] - sw0[0]) / n:5.2f} "
+          f"preempted/call {(sw1[1] - sw0[1]) / n:5.2f}", flush=True)
     for o, c0, c1 in zip(others, other0, other1):
         print(f"{'':8} {o.name}: cpu/call {1e6 * (c1 - c0) / n:8.1f} us", flush=True)
 

@@ -70,6 +70,24 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def proc_ctx_switches(pid):
+    """(voluntary, involuntary) context switches of all ``pid``'s threads:
+    a voluntary one is a thread blocking (on epoll, a futex, a read), so
+    each is one sleep and one wake-up."""
+    vol = invol = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        invol += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # the thread ended
+    return vol, invol
+
+
 def proc_mem_kib(pid):
     """{'VmRSS', 'VmHWM', 'RssAnon', 'RssFile': kib} of ``pid``."""
     out = {}

@@ -1,9 +1,10 @@
-"""The worker side of the private link (pyshim's link.py) on a real
-socketpair: large answers go out in pieces under the per-call credit
-window, a cancel stops a waiting sender, link-level messages stay whole."""
+"""The worker side of the private link (pyshim's link.py) on real pipes:
+large answers go out in pieces under the per-call credit window, a cancel
+stops a waiting sender, link-level messages stay whole."""
 
+import fcntl
 import os
-import socket
+import select
 import struct
 import sys
 import threading
@@ -18,23 +19,44 @@ from gdirty_pyshim import link as L  # noqa: E402
 HEADER = struct.Struct(">2sBBIQ")
 
 
+class Peer:
+    """gdirty's end of the link: reads what the worker writes."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def recv(self, n, timeout=10.0):
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        assert ready, f"nothing from the worker within {timeout} s"
+        return os.read(self.fd, n)
+
+    def silent_for(self, seconds):
+        """True if the worker writes nothing for that long (a bounded
+        look, not a timing claim)."""
+        ready, _, _ = select.select([self.fd], [], [], seconds)
+        return not ready
+
+
 @pytest.fixture
 def pair():
-    a, b = socket.socketpair()
+    to_worker_r, to_worker_w = os.pipe()
+    from_worker_r, from_worker_w = os.pipe()
+    for fd in (to_worker_w, from_worker_r):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 256 * 1024)  # as gdirty sizes them
     mark_fd = os.memfd_create("test-mark")
     os.ftruncate(mark_fd, 8)
-    lk = L.Link(a, mark_fd)
-    b.settimeout(10)
-    yield lk, b
-    a.close()
-    b.close()
+    lk = L.Link(to_worker_r, from_worker_w, mark_fd)
+    yield lk, Peer(from_worker_r)
+    lk.rfile.close()
+    for fd in (to_worker_w, from_worker_r, from_worker_w):
+        os.close(fd)
 
 
-def read_frame(sock):
+def read_frame(peer):
     def exactly(n):
         buf = b""
         while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
+            chunk = peer.recv(n - len(buf))
             assert chunk, "link closed"
             buf += chunk
         return buf
@@ -65,10 +87,7 @@ def test_large_answer_goes_in_pieces_under_the_window(pair):
         got += piece
         cost += len(piece) + L.FRAME_COST
     assert cost <= L.CREDIT_WINDOW
-    peer.settimeout(0.2)
-    with pytest.raises(socket.timeout):
-        peer.recv(1)  # nothing more until credited (a bounded look, not a timing claim)
-    peer.settimeout(10)
+    assert peer.silent_for(0.2), "nothing more until credited"
     assert t.is_alive(), "the sender must be waiting for credit"
     while len(got) < len(payload):
         # What the serve loop does on a CREDIT from gdirty.
@@ -98,10 +117,7 @@ def test_tiny_chunks_count_against_the_window_final_frames_never_wait(pair):
     n = L.CREDIT_WINDOW // L.FRAME_COST
     for _ in range(n):
         assert read_frame(peer) == (L.MSG_CHUNK, 5, b"")
-    peer.settimeout(0.2)
-    with pytest.raises(socket.timeout):
-        peer.recv(1)  # empty chunks still fill the window
-    peer.settimeout(10)
+    assert peer.silent_for(0.2), "empty chunks still fill the window"
     assert t.is_alive()
     lk.credit(5, struct.pack(">Q", n * L.FRAME_COST))
     t.join(10)

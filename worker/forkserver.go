@@ -175,8 +175,8 @@ func watchOrphan(pid int, ch chan<- exitStatus) {
 	ch <- exitStatus{}
 }
 
-// spawn asks the server to fork a worker whose link is childFile.
-func (z *zygote) spawn(o spawnOptions, childFile, markFile *os.File, timeout time.Duration) (int, chan exitStatus, error) {
+// spawn asks the server to fork a worker whose link is child.
+func (z *zygote) spawn(o spawnOptions, child childLink, markFile *os.File, timeout time.Duration) (int, chan exitStatus, error) {
 	reply := make(chan zygoteReply, 1)
 	z.mu.Lock()
 	select {
@@ -188,7 +188,7 @@ func (z *zygote) spawn(o spawnOptions, childFile, markFile *os.File, timeout tim
 	z.waiting[o.Age] = reply
 	z.mu.Unlock()
 	msg, _ := json.Marshal(map[string]any{"op": "spawn", "age": o.Age, "apps": o.Apps, "ppid": os.Getpid(), "env": o.Env})
-	rights := syscall.UnixRights(int(childFile.Fd()), int(markFile.Fd()))
+	rights := syscall.UnixRights(int(child.In.Fd()), int(child.Out.Fd()), int(markFile.Fd()))
 	if _, _, err := z.conn.WriteMsgUnix(msg, rights, nil); err != nil {
 		return 0, nil, fmt.Errorf("send spawn request: %w", err)
 	}
@@ -231,18 +231,18 @@ func (fs *ForkServer) Spawn(o spawnOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, childFile, err := newLinkPair()
+	conn, child, err := newLinkPair()
 	if err != nil {
 		return nil, err
 	}
-	defer childFile.Close()
+	defer child.Close()
 	mark, err := newReadMark()
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	defer mark.closeFile()
-	pid, exited, err := z.spawn(o, childFile, mark.file, fs.SpawnTimeout)
+	pid, exited, err := z.spawn(o, child, mark.file, fs.SpawnTimeout)
 	if err != nil {
 		conn.Close()
 		mark.release()

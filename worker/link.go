@@ -73,7 +73,7 @@ type LinkEvents interface {
 	CallDone()
 }
 
-// Link multiplexes calls over the socket to one worker process. Each call
+// Link multiplexes calls over the pipes to one worker process. Each call
 // gets a link id; the worker answers with that id, so calls may interleave
 // (up to dirty_threads at once) and a late answer to an abandoned call is
 // recognised and dropped.
@@ -96,7 +96,11 @@ type Link struct {
 
 func newLink(conn net.Conn, pid int, events LinkEvents) *Link {
 	l := &Link{conn: conn, events: events, pid: pid, pending: map[uint64]*Call{}}
-	l.raw, _ = rawio.New(conn)
+	if split, ok := conn.(rawio.SplitConn); ok {
+		l.raw, _ = rawio.NewSplit(split)
+	} else {
+		l.raw, _ = rawio.New(conn)
+	}
 	l.out = newLinkWriter(l.writeBufs)
 	return l
 }

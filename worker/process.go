@@ -160,24 +160,6 @@ type Spawner interface {
 	Close()
 }
 
-// newLinkPair returns gdirty's end of a fresh worker link (as a net.Conn)
-// and the worker's end (as a file to hand over).
-func newLinkPair() (net.Conn, *os.File, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create worker link: %w", err)
-	}
-	parentFile := os.NewFile(uintptr(fds[0]), "gdirty-link")
-	childFile := os.NewFile(uintptr(fds[1]), "gdirty-link-worker")
-	conn, err := net.FileConn(parentFile)
-	parentFile.Close()
-	if err != nil {
-		childFile.Close()
-		return nil, nil, fmt.Errorf("wrap worker link: %w", err)
-	}
-	return conn, childFile, nil
-}
-
 // newProcess wires a started worker to its link. exited must deliver the
 // exit status exactly once. mark may be nil (no re-routing on death).
 func newProcess(o spawnOptions, pid int, conn net.Conn, mark *readMark, exited <-chan exitStatus) *Process {
@@ -224,18 +206,18 @@ type ExecSpawner struct {
 
 // Spawn implements Spawner.
 func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
-	conn, childFile, err := newLinkPair()
+	conn, child, err := newLinkPair()
 	if err != nil {
 		return nil, err
 	}
-	defer childFile.Close()
+	defer child.Close()
 	mark, err := newReadMark()
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	defer mark.closeFile()
-	args := []string{"--link-fd", "3", "--mark-fd", "4", "--age", strconv.Itoa(o.Age)}
+	args := []string{"--link-in-fd", "3", "--link-out-fd", "4", "--mark-fd", "5", "--age", strconv.Itoa(o.Age)}
 	for _, a := range o.Apps {
 		args = append(args, "--app", a)
 	}
@@ -250,7 +232,7 @@ func (s ExecSpawner) Spawn(o spawnOptions) (*Process, error) {
 		// A fresh slice: cmd.Env is shared by every spawn.
 		cmd.Env = append(append([]string(nil), base...), o.Env...)
 	}
-	cmd.ExtraFiles = []*os.File{childFile, mark.file}
+	cmd.ExtraFiles = []*os.File{child.In, child.Out, mark.file}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	// Its own process group, so a terminal's Ctrl-C reaches only gdirty,

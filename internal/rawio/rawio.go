@@ -24,7 +24,8 @@ import (
 // serialised by the caller).
 type Conn struct {
 	conn net.Conn
-	rc   syscall.RawConn
+	rrc  syscall.RawConn // reads
+	wrc  syscall.RawConn // writes (the same as rrc for a socket)
 
 	// Bound once so that a call allocates no closure.
 	readFn   func(uintptr) bool
@@ -49,11 +50,37 @@ func New(conn net.Conn) (*Conn, bool) {
 	if err != nil {
 		return nil, false
 	}
-	c := &Conn{conn: conn, rc: rc}
+	return newConn(conn, rc, rc), true
+}
+
+// SplitConn is a connection whose two directions are separate file
+// descriptors (a pair of pipes).
+type SplitConn interface {
+	net.Conn
+	ReadSyscallConn() (syscall.RawConn, error)
+	WriteSyscallConn() (syscall.RawConn, error)
+}
+
+// NewSplit wraps a connection made of two file descriptors; ok is false
+// if either has none.
+func NewSplit(conn SplitConn) (*Conn, bool) {
+	rrc, err := conn.ReadSyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	wrc, err := conn.WriteSyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	return newConn(conn, rrc, wrc), true
+}
+
+func newConn(conn net.Conn, rrc, wrc syscall.RawConn) *Conn {
+	c := &Conn{conn: conn, rrc: rrc, wrc: wrc}
 	c.readFn = c.doRead
 	c.writeFn = c.doWrite
 	c.nowaitFn = c.nowait
-	return c, true
+	return c
 }
 
 func (c *Conn) doRead(fd uintptr) bool {
@@ -77,7 +104,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.rbuf, c.rn, c.rerrno = p, 0, 0
-	err := c.rc.Read(c.readFn)
+	err := c.rrc.Read(c.readFn)
 	c.rbuf = nil
 	if err != nil {
 		return 0, err
@@ -144,7 +171,7 @@ func (c *Conn) Writev(bufs [][]byte, timeout time.Duration) (int, error) {
 		c.wn, c.werrno = 0, syscall.EAGAIN
 		var err error
 		if !waited {
-			err = c.rc.Write(c.nowaitFn)
+			err = c.wrc.Write(c.nowaitFn)
 			if err == nil && c.werrno == syscall.EAGAIN {
 				waited = true
 				if timeout > 0 {
@@ -153,7 +180,7 @@ func (c *Conn) Writev(bufs [][]byte, timeout time.Duration) (int, error) {
 				continue
 			}
 		} else {
-			err = c.rc.Write(c.writeFn)
+			err = c.wrc.Write(c.writeFn)
 		}
 		for i := range c.iov {
 			c.iov[i] = syscall.Iovec{} // drop references to payloads

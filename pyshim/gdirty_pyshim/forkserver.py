@@ -7,7 +7,8 @@ milliseconds instead of paying interpreter start-up and imports again.
 
 Control channel (SOCK_SEQPACKET, one JSON message per packet):
   gdirty -> here: {"op": "spawn", "age": N, "apps": [...], "env": ["K=V"]} + the worker's
-                  link fd and read-mark fd (SCM_RIGHTS); {"op": "retire"}: fork no more and
+                  link fds (the pipe it reads requests from, the pipe it writes answers
+                  to) and read-mark fd (SCM_RIGHTS); {"op": "retire"}: fork no more and
                   exit once every child has exited.
   here -> gdirty: {"op": "spawned", "age": N, "pid": P} or
                   {"op": "error", "age": N, "error": "..."};
@@ -102,30 +103,30 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             return True
-        if op != "spawn" or len(fds) != 2 or self.retiring:
+        if op != "spawn" or len(fds) != 3 or self.retiring:
             for fd in fds:
                 os.close(fd)
             self.send({"op": "error", "age": req.get("age"),
                        "error": f"bad spawn request {op!r} with {len(fds)} fds"})
             return True
-        link_fd, mark_fd = fds
+        in_fd, out_fd, mark_fd = fds
         try:
             pid = os.fork()
         except OSError as e:
-            os.close(link_fd)
-            os.close(mark_fd)
+            for fd in fds:
+                os.close(fd)
             self.send({"op": "error", "age": req["age"], "error": str(e)})
             return True
         if pid == 0:
-            self.become_worker(link_fd, mark_fd, req["age"], req["apps"], req.get("ppid"),
+            self.become_worker((in_fd, out_fd), mark_fd, req["age"], req["apps"], req.get("ppid"),
                                req.get("env") or [])
-        os.close(link_fd)
-        os.close(mark_fd)
+        for fd in fds:
+            os.close(fd)
         self.children.add(pid)
         self.send({"op": "spawned", "age": req["age"], "pid": pid})
         return True
 
-    def become_worker(self, link_fd, mark_fd, age, apps, ppid, env=()):
+    def become_worker(self, link_fds, mark_fd, age, apps, ppid, env=()):
         try:
             # gdirty's per-worker variables (device placement), set before
             # any app code runs in this process.
@@ -140,7 +141,7 @@ class ForkServer:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.ctl.close()
-            W.run(link_fd, mark_fd, age, apps, self.cfg, self.log, ppid=ppid)
+            W.run(link_fds, mark_fd, age, apps, self.cfg, self.log, ppid=ppid)
         except BaseException:
             traceback.print_exc()
         finally:

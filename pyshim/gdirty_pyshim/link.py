@@ -90,15 +90,19 @@ class _Flow:
 
 
 class Link:
-    def __init__(self, sock, mark_fd):
-        self.sock = sock
+    """gdirty's side is a pair of pipes: requests come in on in_fd, answers
+    go out on out_fd (blocking descriptors; gdirty's ends are the
+    non-blocking ones)."""
+
+    def __init__(self, in_fd, out_fd, mark_fd):
+        self.out_fd = out_fd
         # The read mark: 8 bytes shared with gdirty holding the link id of
         # the last request read. gdirty looks at it only if this worker
         # dies, to tell requests it never read (safe to route elsewhere)
         # from ones it may have started. No syscall per request.
         self._mark = mmap.mmap(mark_fd, 8)
         os.close(mark_fd)
-        self.rfile = sock.makefile("rb", buffering=256 * 1024)
+        self.rfile = os.fdopen(in_fd, "rb", buffering=256 * 1024)
         self._wlock = threading.Lock()
         self._flows = {}
         self._fcv = threading.Condition()
@@ -192,7 +196,7 @@ class Link:
                 self._reserve(flow, n + FRAME_COST, piece=False, wait=mtype == MSG_CHUNK)
             head = HEADER.pack(MAGIC, VERSION, mtype, n, link_id)
             with self._wlock:
-                self._send(lambda: self.sock.sendall(head + payload if n else head))
+                self._send(lambda: self._sendv(head, payload) if n else self._sendv(head))
             return
         view = memoryview(payload)
         for off in range(0, n, PIECE_SIZE):
@@ -219,11 +223,11 @@ class Link:
         except OSError as e:
             raise LinkClosed() from e
 
-    def _sendv(self, head, piece):
-        """Send head and piece with one sendmsg (no copy of the piece)."""
-        bufs = [head, piece]
+    def _sendv(self, *bufs):
+        """Send bufs with one writev as a rule (no copy of a payload)."""
+        bufs = list(bufs)
         while bufs:
-            sent = self.sock.sendmsg(bufs)
+            sent = os.writev(self.out_fd, bufs)
             while bufs and sent >= len(bufs[0]):
                 sent -= len(bufs[0])
                 bufs.pop(0)

@@ -16,7 +16,6 @@ import inspect
 import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
@@ -72,7 +71,7 @@ class DirtyWorker:
         self.log = log
         self.link = link
         # gunicorn workers listen on their own socket; gdirty's talk over an
-        # inherited socketpair, so there is no path to show.
+        # inherited pair of pipes, so there is no path to show.
         self.socket_path = None
         self.booted = False
         self.aborted = False
@@ -468,7 +467,8 @@ def _install_signals(worker):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="gdirty_pyshim.worker")
-    p.add_argument("--link-fd", type=int, required=True)
+    p.add_argument("--link-in-fd", type=int, required=True)
+    p.add_argument("--link-out-fd", type=int, required=True)
     p.add_argument("--mark-fd", type=int, required=True)
     p.add_argument("--age", type=int, required=True)
     p.add_argument("--app", action="append", default=[], dest="apps")
@@ -483,14 +483,15 @@ def main(argv=None):
         gargs = gargs[1:]
     cfg = load_cfg(gargs)
     log = cfg.logger_class(cfg)
-    run(opts.link_fd, opts.mark_fd, opts.age, opts.apps, cfg, log)
+    run((opts.link_in_fd, opts.link_out_fd), opts.mark_fd, opts.age, opts.apps, cfg, log)
 
 
-def run(link_fd, mark_fd, age, apps, cfg, log, ppid=None):
-    """Boot and serve one worker on link_fd; never returns. Used after exec
+def run(link_fds, mark_fd, age, apps, cfg, log, ppid=None):
+    """Boot and serve one worker on its link (the pipes it reads requests
+    from and writes answers to); never returns. Used after exec
     (main) and in a child forked by the fork server (cfg already loaded,
     app modules already imported)."""
-    link = L.Link(socket.socket(fileno=link_fd), mark_fd)
+    link = L.Link(link_fds[0], link_fds[1], mark_fd)
     util._setproctitle(f"dirty-worker [{cfg.proc_name}]")
     worker = DirtyWorker(age, apps, cfg, log, link)
     if ppid:
