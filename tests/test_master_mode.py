@@ -202,12 +202,18 @@ def test_gunicornc_lists_and_scales_gdirty(master, release):
     assert m.stop() == 0
 
 
-def test_unknown_release_falls_back_to_gunicorns_arbiter(master):
-    m = master("import gunicorn\ngunicorn.__version__ = '99.0.0'\n")
+@pytest.mark.parametrize("prelude, reason", [
+    ("import gunicorn\ngunicorn.__version__ = '99.0.0'\n",
+     "gunicorn 99.0.0 is not a release gdirty's master mode knows"),
+    ("import os\nos.environ['GDIRTY_BINARY'] = '/nonexistent/gdirty'\n",
+     "GDIRTY_BINARY=/nonexistent/gdirty is not an executable file"),
+], ids=["unknown-release", "no-binary"])
+def test_unusable_master_mode_falls_back_to_gunicorns_arbiter(master, prelude, reason):
+    m = master(prelude)
     errors = wait_until(lambda: m.find(r"\[ERROR\] gdirty master mode disabled: (.*)"), DEADLINE,
                         lambda: f"the fallback error line:\n{m.output()}")
     assert len(errors) == 1
-    assert "gunicorn 99.0.0 is not a release gdirty's master mode knows" in errors[0].group(1)
+    assert reason in errors[0].group(1)
     assert "using gunicorn's own dirty arbiter" in errors[0].group(1)
     m.wait_line(r"Spawned dirty arbiter \(pid: (\d+)\)")
     assert not m.gdirty_pids()

@@ -77,7 +77,7 @@ def find_binary():
     """The gdirty binary to run, or None."""
     env = os.environ.get("GDIRTY_BINARY")
     if env:
-        return env
+        return env if os.access(env, os.X_OK) else None
     beside = os.path.join(os.path.dirname(sys.executable), "gdirty")
     if os.access(beside, os.X_OK):
         return beside
@@ -305,7 +305,9 @@ def spawn_dirty_arbiter(self):
     reason = unsupported_reason()
     binary = find_binary() if reason is None else None
     if reason is None and binary is None:
-        reason = "no gdirty binary (set GDIRTY_BINARY, or install the gdirty wheel)"
+        env = os.environ.get("GDIRTY_BINARY")
+        reason = (f"GDIRTY_BINARY={env} is not an executable file" if env else
+                  "no gdirty binary (set GDIRTY_BINARY, or install the gdirty wheel)")
     if reason is not None:
         if not getattr(self, "_gdirty_warned", False):
             self._gdirty_warned = True  # one line, not one per respawn
