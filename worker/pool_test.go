@@ -34,7 +34,10 @@ type fakeWorker struct {
 	// missTerm: the first SIGTERM goes unnoticed (as a Python worker's
 	// can, landing just before its main thread blocks in a read).
 	missTerm bool
-	termMu   sync.Mutex
+	// busy: SIGTERM never ends it (a call that outlives the graceful
+	// timeout).
+	busy   bool
+	termMu sync.Mutex
 	terms    int
 }
 
@@ -54,7 +57,7 @@ func (w *fakeWorker) signal(sig syscall.Signal) error {
 	case syscall.SIGTERM:
 		w.termMu.Lock()
 		w.terms++
-		missed := w.missTerm && w.terms == 1
+		missed := w.busy || (w.missTerm && w.terms == 1)
 		w.termMu.Unlock()
 		if missed {
 			return nil
@@ -117,6 +120,8 @@ type fakeSpawner struct {
 	release chan struct{}
 	// deaf: every worker misses its first SIGTERM.
 	deaf bool
+	// busy: every worker ignores SIGTERM.
+	busy bool
 }
 
 func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
@@ -127,7 +132,7 @@ func (f *fakeSpawner) Spawn(o spawnOptions) (*Process, error) {
 	ours, theirs := net.Pipe()
 	w := &fakeWorker{pid: 100000 + n, apps: o.Apps, conn: theirs, exited: make(chan exitStatus, 1),
 		signals: make(chan syscall.Signal, 8), heartbeat: !f.silent}
-	w.missTerm = f.deaf
+	w.missTerm, w.busy = f.deaf, f.busy
 	if f.slow != nil && f.slow(n) {
 		w.hold = f.release
 	}
@@ -481,5 +486,32 @@ func TestRetireRepeatsSIGTERM(t *testing.T) {
 		}
 	default:
 		t.Fatal("SIGTERM was not repeated")
+	}
+}
+
+// A retired worker still busy after the graceful timeout is killed; its
+// replacement serves meanwhile.
+func TestRetiredWorkerKilledAfterGracefulTimeout(t *testing.T) {
+	sp := &fakeSpawner{busy: true}
+	p, _ := startPool(t, PoolConfig{Apps: []compat.AppSpec{{ImportPath: "m:A"}}, Workers: 1,
+		GracefulTimeout: 100 * time.Millisecond}, sp)
+	eventually(t, "1 booted worker", allBooted(p, 1))
+	old, oldP := sp.spawned()[0], p.Workers()[0]
+	p.Recycle(oldP, "test")
+	select {
+	case <-oldP.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the busy worker never exited")
+	}
+	eventually(t, "the replacement serving", func() bool {
+		ws := p.Workers()
+		return len(ws) == 1 && ws[0].PID != old.pid && ws[0].Booted()
+	})
+	var got []syscall.Signal
+	for len(old.signals) > 0 {
+		got = append(got, <-old.signals)
+	}
+	if len(got) == 0 || got[0] != syscall.SIGTERM || got[len(got)-1] != syscall.SIGKILL {
+		t.Fatalf("signals %v, want SIGTERM first and SIGKILL last", got)
 	}
 }
