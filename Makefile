@@ -88,9 +88,12 @@ test-master-matrix:
 # CI: the x86_64 wheel installed into a fresh venv with no Go on PATH, then
 # examples/basic served through it under gunicorn's master (HTTP request ->
 # dirty worker answer), then stopped with nothing left running.
+# Then a source build (pip wheel ./pyshim with Go present) must compile
+# both binaries into a wheel for this machine.
 test-wheel:
 	$(MAKE) --no-print-directory wheel WHEEL_PLATFORMS=amd64:manylinux_2_17_x86_64.manylinux2014_x86_64
 	$(PYTHON) scripts/wheel_smoke.py dist/gdirty-$(VERSION)-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+	$(PYTHON) scripts/source_build_check.py
 
 # Both builds: the full one (cluster support, metrics endpoint) and the lean one.
 vet:
