@@ -104,6 +104,8 @@ vet:
 # by hand.
 STATICCHECK ?= go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+		if [ -n "$$unformatted" ]; then echo "gofmt -w needed: $$unformatted" >&2; exit 1; fi
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags lean ./cmd/...
 

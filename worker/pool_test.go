@@ -38,7 +38,7 @@ type fakeWorker struct {
 	// timeout).
 	busy   bool
 	termMu sync.Mutex
-	terms    int
+	terms  int
 }
 
 func (w *fakeWorker) exit(st exitStatus) {
