@@ -20,12 +20,12 @@ import (
 // the metrics endpoint).
 const clusterBinary = "gdirty-cluster"
 
-// clusterHandoff execs gdirty-cluster when this is the lean build and a
+// fullBuildHandoff execs gdirty-cluster when this is the lean build and a
 // cluster setting is given: a flag or its environment variable, or t
 // (from where, e.g. the TOML's path); or --metrics-bind. cleanup runs
 // just before the exec, whose process skips this one's deferred calls.
 // Returns nil when there is nothing to hand over.
-func clusterHandoff(c *cli.Context, flags []cli.Flag, t clusterSettings, where string, cleanup func()) error {
+func fullBuildHandoff(c *cli.Context, flags []cli.Flag, t clusterSettings, where string, cleanup func()) error {
 	var why string
 	if !clusterBuilt {
 		why = clusterFlagSet(c, flags)

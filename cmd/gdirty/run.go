@@ -26,9 +26,10 @@ func runArbiter(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// The lean build hands cluster work to gdirty-cluster before it starts
-	// anything (handoff.go); gunicorn.conf.py is checked once it is read.
-	if err := clusterHandoff(c, clusterFlags(), opts.clusterSettings, opts.GdirtyConfig, nil); err != nil {
+	// The lean build hands cluster work and --metrics-bind to
+	// gdirty-cluster before it starts anything (handoff.go);
+	// gunicorn.conf.py is checked once it is read.
+	if err := fullBuildHandoff(c, clusterFlags(), opts.clusterSettings, opts.GdirtyConfig, nil); err != nil {
 		return err
 	}
 	if _, err := exec.LookPath(opts.Python); err != nil {
@@ -74,7 +75,7 @@ func runArbiter(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := clusterHandoff(c, nil, csettings, conf.path, func() { os.RemoveAll(runDir) }); err != nil {
+	if err := fullBuildHandoff(c, nil, csettings, conf.path, func() { os.RemoveAll(runDir) }); err != nil {
 		return err
 	}
 	copts, stashMode, err := clusterOptions(c, csettings)
