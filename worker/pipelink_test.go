@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -57,10 +58,19 @@ func TestPipeLinkEOFWhenWorkerGoneAndCloseEndsRead(t *testing.T) {
 	}
 	// Only gdirty's ends are non-blocking: a Python worker reads and
 	// writes its ends with blocking calls.
-	for name, f := range map[string]interface{ Fd() uintptr }{"worker in": child.In, "worker out": child.Out} {
-		fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
-		if err != nil || fl&unix.O_NONBLOCK != 0 {
-			t.Fatalf("%s: flags %#x, %v: want blocking", name, fl, err)
+	// (Read through SyscallConn: File.Fd would itself make the fd blocking.)
+	for name, f := range map[string]*os.File{"worker in": child.In, "worker out": child.Out, "gdirty in": conn.r} {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fl int
+		var flErr error
+		if err := rc.Control(func(fd uintptr) { fl, flErr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || flErr != nil {
+			t.Fatalf("%s: %v %v", name, err, flErr)
+		}
+		if blocking := fl&unix.O_NONBLOCK == 0; blocking != (name != "gdirty in") {
+			t.Fatalf("%s: flags %#x: O_NONBLOCK set = %v", name, fl, !blocking)
 		}
 	}
 	child.Close() // the worker exited
